@@ -1,0 +1,151 @@
+"""Global geometry of an embedding table: isotropy I(E), IsoScore, mean pairwise cosine, row norms.
+
+All statistics stream over row chunks, so a 256k x 2304 table needs only a few chunk-sized buffers
+beside the table itself. Matrix products run in the table's dtype (float32 products are within 1e-5
+of float64 on the score, see docs/benchmarks.md); everything where accuracy matters — the Gram
+accumulator, the eigen-decomposition and the log-sum-exp — runs in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+CHUNK_ROWS = 16_384
+
+
+def _chunks(E: np.ndarray, rows: np.ndarray | None, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Row blocks of E (optionally only ``rows``), never materialising the whole selection."""
+    n = E.shape[0] if rows is None else len(rows)
+    for start in range(0, n, chunk_rows):
+        yield E[start : start + chunk_rows] if rows is None else E[rows[start : start + chunk_rows]]
+
+
+def gram(E: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """EᵀE accumulated in float64 over row chunks. # (h, h)"""
+    G = np.zeros((E.shape[1], E.shape[1]), dtype=np.float64)
+    for block in _chunks(E, rows, chunk_rows):
+        G += block.T @ block
+    return G
+
+
+def log_partition(
+    E: np.ndarray, C: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
+    """log Z(c) = log Σ_w exp(cᵀw) for every column c of C, by streaming log-sum-exp. # (k,)"""
+    C_work = C.astype(E.dtype, copy=False)
+    running_max = np.full(C.shape[1], -np.inf)
+    running_sum = np.zeros(C.shape[1])
+    for block in _chunks(E, rows, chunk_rows):
+        P = (block @ C_work).astype(np.float64, copy=False)  # (rows, k)
+        new_max = np.maximum(running_max, P.max(axis=0))
+        P -= new_max
+        np.exp(P, out=P)
+        running_sum = running_sum * np.exp(running_max - new_max) + P.sum(axis=0)
+        running_max = new_max
+    return running_max + np.log(running_sum)
+
+
+def isotropy_from_gram(
+    E: np.ndarray, G: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS
+) -> float:
+    """I(E) given the Gram matrix of the same rows (lets callers share one Gram pass)."""
+    _, C = np.linalg.eigh(G)  # eigenvectors of EᵀE, float64
+    log_z = log_partition(E, C, rows, chunk_rows)
+    return float(np.exp(log_z.min() - log_z.max()))
+
+
+def isotropy(E: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> float:
+    """Isotropy I(E) = min_c Z(c) / max_c Z(c) over eigenvectors c of EᵀE (Mu et al. 2018).
+
+    No centring and no normalisation, as in the definition; computed in the log domain, so rows with
+    large norms give a finite score (possibly 0.0 when the ratio underflows) instead of inf/inf.
+    """
+    return isotropy_from_gram(E, gram(E, rows, chunk_rows), rows, chunk_rows)
+
+
+def isoscore_from_covariance(cov: np.ndarray) -> float:
+    """IsoScore (Rudman et al. 2022) of a covariance matrix: 1 isotropic, 0 one-dimensional."""
+    d = cov.shape[0]
+    variances = np.clip(np.linalg.eigvalsh(cov), 0.0, None)  # variance along principal axes
+    norm = np.linalg.norm(variances)
+    if norm == 0.0:
+        return 0.0
+    normalised = variances * np.sqrt(d) / norm
+    defect = np.linalg.norm(normalised - 1.0) / np.sqrt(2.0 * (d - np.sqrt(d)))
+    return float(((d - defect**2 * (d - np.sqrt(d))) ** 2 - d) / (d * (d - 1)))
+
+
+def isoscore(E: np.ndarray) -> float:
+    """IsoScore of the point cloud E (rows are points). # E: (n, h)"""
+    return isoscore_from_covariance(np.cov(np.asarray(E, dtype=np.float64), rowvar=False))
+
+
+def mean_pairwise_cosine(E: np.ndarray) -> float:
+    """Mean cosine over all pairs i != j of non-zero rows, via ‖Σ ŵ‖² = n + Σ_{i≠j} cos."""
+    stats = _first_moments(E, None, CHUNK_ROWS)
+    return _mean_cosine(stats["unit_sum"], stats["nonzero"])
+
+
+def _mean_cosine(unit_sum: np.ndarray, n: int) -> float:
+    if n < 2:
+        return float("nan")
+    return float((unit_sum @ unit_sum - n) / (n * (n - 1)))
+
+
+def _first_moments(E: np.ndarray, rows: np.ndarray | None, chunk_rows: int) -> dict:
+    """One pass: Gram, row sum, sum of unit rows, norms (everything but the partition function)."""
+    h = E.shape[1]
+    out = {
+        "gram": np.zeros((h, h)),
+        "sum": np.zeros(h),
+        "unit_sum": np.zeros(h),
+        "norm_sum": 0.0,
+        "nonzero": 0,
+        "n": 0,
+    }
+    for block in _chunks(E, rows, chunk_rows):
+        out["gram"] += block.T @ block
+        block64 = block.astype(np.float64, copy=False)
+        norms = np.linalg.norm(block64, axis=1)
+        nonzero = norms > 0
+        out["sum"] += block64.sum(axis=0)
+        out["unit_sum"] += (block64[nonzero] / norms[nonzero, None]).sum(axis=0)
+        out["norm_sum"] += float(norms.sum())
+        out["nonzero"] += int(nonzero.sum())
+        out["n"] += len(block)
+    return out
+
+
+def _covariance(moments: dict) -> np.ndarray:
+    n = moments["n"]
+    mean = moments["sum"] / n
+    return (moments["gram"] - n * np.outer(mean, mean)) / max(n - 1, 1)
+
+
+def band_statistics(
+    E: np.ndarray, bands: Mapping[str, np.ndarray], chunk_rows: int = CHUNK_ROWS, return_gram: bool = False
+) -> dict[str, dict[str, float]] | tuple[dict[str, dict[str, float]], np.ndarray]:
+    """Isotropy, IsoScore, mean pairwise cosine and mean norm for each band and for their union "all".
+
+    Two streaming passes over the rows: the first gathers per-band moments (the union's Gram is the
+    sum of the bands' Grams, so it costs nothing extra), the second the partition functions.
+    ``return_gram`` also returns the union's Gram matrix, from which callers get singular vectors.
+    """
+    moments = {name: _first_moments(E, np.asarray(ids), chunk_rows) for name, ids in bands.items()}
+    total = {key: sum(m[key] for m in moments.values()) for key in next(iter(moments.values()))}
+    moments["all"] = total
+    all_rows = np.concatenate([np.asarray(ids) for ids in bands.values()])
+    results: dict[str, dict[str, float]] = {}
+    for name, m in moments.items():
+        rows = all_rows if name == "all" else np.asarray(bands[name])
+        n = m["n"]
+        results[name] = {
+            "n": n,
+            "isotropy": isotropy_from_gram(E, m["gram"], rows, chunk_rows) if n else float("nan"),
+            "isoscore": isoscore_from_covariance(_covariance(m)) if n > 1 else float("nan"),
+            "mean_cosine": _mean_cosine(m["unit_sum"], m["nonzero"]),
+            "mean_norm": m["norm_sum"] / n if n else float("nan"),
+        }
+    return (results, total["gram"]) if return_gram else results

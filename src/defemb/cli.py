@@ -1,0 +1,182 @@
+"""The `defemb` command: subcommands parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from defemb.errors import DefembError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit code 2), like DefembError."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser, ranking: bool = True) -> None:
+    if ranking:
+        p.add_argument("--ranking", help="token frequency ranking: index | wordfreq | corpus:PATH "
+                       "(default: index for byte-level BPE, wordfreq otherwise)")
+    p.add_argument("--table", default="input", help="input | encoder | decoder | output (default input)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def _print_table(title: str, header, rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    Console().print(table)
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from defemb.analysis.analyze import analyze, write_analysis
+    from defemb.analysis.report import BAND_COLUMNS, band_rows
+    from defemb.config import AnalyzeConfig
+    from defemb.outputs import check_writable
+
+    config = AnalyzeConfig(
+        model=args.model, ranking=args.ranking, table=args.table, tokens=args.tokens, sample=args.sample,
+        k=args.k, seed=args.seed, plot_points=args.plot_points, trust_remote_code=args.trust_remote_code,
+    )
+    out = args.out or f"analysis-{Path(args.model.rstrip('/')).name}"
+    check_writable(out, args.force)
+    result = analyze(config)
+    write_analysis(result, out, args.force)
+    s = result.summary
+    _print_table(f"{s['model']}: {s['table']} table, ranking {s['ranking']}", BAND_COLUMNS, band_rows(s["bands"]))
+    numeric = s["numeric_max_difference"]
+    print(f"numeric Max Difference over {numeric['n']} numeric tokens: mean {numeric['mean']}, median {numeric['median']}")
+    print(f"report: {Path(out) / 'report.html'}")
+
+
+def cmd_drift(args: argparse.Namespace) -> None:
+    from defemb.analysis.drift import drift
+    from defemb.analysis.report import markdown_table
+    from defemb.config import DriftConfig
+    from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
+
+    config = DriftConfig(args.model_a, args.model_b, ranking=args.ranking, table=args.table, k=args.k,
+                         queries=args.queries, seed=args.seed, trust_remote_code=args.trust_remote_code)
+    if args.out:
+        check_writable(args.out, args.force)
+    result = drift(config)
+    header = ["band", "tokens", "displacement", "relative", "isotropy A", "isotropy B", "change", f"{args.k}-NN overlap"]
+    rows = [[name, b["n"], f"{b['displacement']:.4f}", f"{b['relative_displacement']:.4f}", f"{b['isotropy_a']:.4f}",
+             f"{b['isotropy_b']:.4f}", f"{b['isotropy_change']:+.4f}", f"{b['knn_overlap']:.3f}"]
+            for name, b in result["bands"].items()]
+    _print_table(f"drift {result['model_a']} -> {result['model_b']}", header, rows)
+    if args.out:
+        with atomic_dir(args.out, args.force) as tmp:
+            write_json_atomic(tmp / "drift.json", result)
+            write_text_atomic(tmp / "drift.md", markdown_table(header, [[str(c) for c in r] for r in rows]) + "\n")
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from defemb.baselines import apply_baseline
+    from defemb.config import BaselineConfig
+
+    config = BaselineConfig(args.method, args.model, components=args.components, projection=args.projection,
+                            table=args.table, trust_remote_code=args.trust_remote_code)
+    summary = apply_baseline(config, args.out, args.force)
+    print(f"{summary['method']} (D={summary['components']}, {summary['projection']} projection) "
+          f"on the {summary['table']} table -> {args.out}")
+
+
+def cmd_export_projector(args: argparse.Namespace) -> None:
+    from defemb.analysis.analyze import vocabulary
+    from defemb.analysis.projection import write_projector
+    from defemb.frequency import rank_tokens
+    from defemb.models import get_table, load_model
+    from defemb.outputs import atomic_dir, check_writable
+
+    check_writable(args.out, args.force)
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    E = get_table(loaded.model, args.table)
+    ranking = rank_tokens(loaded.tokenizer, E.shape[0], args.ranking, loaded.tokenizer_kind)
+    ids = ranking.order[: args.limit] if args.limit else ranking.order
+    with atomic_dir(args.out, args.force) as tmp:
+        write_projector(tmp, E, ids, vocabulary(loaded, E.shape[0]), ranking.band_of(E.shape[0]))
+    print(f"{len(ids)} rows -> {Path(args.out) / 'vectors.tsv'} and metadata.tsv")
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from defemb import __version__
+
+    parser = _Parser(prog="defemb", description="Diagnose and repair rare-token embeddings of pretrained LMs.")
+    parser.add_argument("--version", action="version", version=f"defemb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("analyze", help="isotropy per band, neighbours, numbers, plots and an HTML report")
+    p.add_argument("model", help="local HF directory, hub name, or 'minilm' (the embedded default)")
+    p.add_argument("--out", help="output directory (default analysis-<model name>)")
+    p.add_argument("--tokens", nargs="+", default=[], help="tokens whose neighbours to list and label")
+    p.add_argument("--sample", type=_nonnegative, default=8, help="rare tokens sampled for neighbours")
+    p.add_argument("-k", type=int, default=10, help="neighbours per token")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot-points", type=int, default=20_000, help="most points drawn in the projection")
+    _common(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("drift", help="geometry change between two checkpoints with one vocabulary")
+    p.add_argument("model_a")
+    p.add_argument("model_b")
+    p.add_argument("--out", help="also write drift.json and drift.md here")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--queries", type=int, default=1000, help="tokens per band whose neighbour sets are compared")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("baseline", help="write a DelDirection or Del-zscore checkpoint")
+    p.add_argument("method", choices=["deldirection", "zscore"])
+    p.add_argument("model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--components", type=_nonnegative, help="D principal directions to remove (default h/100)")
+    p.add_argument("--projection", default="centred", choices=["centred", "raw"],
+                   help="remove projections of the centred rows (default) or of the raw rows (Mu et al. Alg. 1)")
+    _common(p, ranking=False)
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("export-projector", help="vectors.tsv + metadata.tsv for TensorBoard's projector")
+    p.add_argument("model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=_nonnegative, help="only the N most frequent tokens")
+    _common(p)
+    p.set_defaults(func=cmd_export_projector)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DefembError as exc:
+        print(f"defemb: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("defemb: interrupted; no output was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

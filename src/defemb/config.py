@@ -1,0 +1,95 @@
+"""One validated dataclass per stage; each run directory stores its resolved config as config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from defemb.errors import DefembError
+from defemb.frequency import parse_method
+from defemb.models import TABLES
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise DefembError(f"unknown --table '{table}'; choose one of {', '.join(TABLES)}")
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise DefembError(f"--{name} must be a positive whole number (got {value!r})")
+
+
+@dataclass
+class AnalyzeConfig:
+    """Settings of `defemb analyze`."""
+
+    model: str = field(metadata={"help": "local HF directory, hub name, or the alias 'minilm'"})
+    ranking: str | None = field(default=None, metadata={"help": "index | wordfreq | corpus:PATH"})
+    table: str = field(default="input", metadata={"help": "input | encoder | decoder | output"})
+    tokens: list[str] = field(default_factory=list, metadata={"help": "tokens whose neighbours to show"})
+    sample: int = field(default=8, metadata={"help": "rare tokens sampled for neighbour lists"})
+    k: int = field(default=10, metadata={"help": "neighbours per token"})
+    seed: int = 0
+    plot_points: int = field(default=20_000, metadata={"help": "most points drawn in the projections"})
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ranking is not None:
+            parse_method(self.ranking)
+        _check_table(self.table)
+        _check_positive("k", self.k)
+        _check_positive("plot-points", self.plot_points)
+        if self.sample < 0:
+            raise DefembError(f"--sample must be zero or more (got {self.sample})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DriftConfig:
+    """Settings of `defemb drift`: geometry change between two checkpoints with one vocabulary."""
+
+    model_a: str
+    model_b: str
+    ranking: str | None = None
+    table: str = "input"
+    k: int = 10
+    queries: int = field(default=1000, metadata={"help": "tokens per band whose k-NN sets are compared"})
+    seed: int = 0
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ranking is not None:
+            parse_method(self.ranking)
+        _check_table(self.table)
+        _check_positive("k", self.k)
+        _check_positive("queries", self.queries)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BaselineConfig:
+    """Settings of `defemb baseline`: DelDirection or Del-zscore applied to one table."""
+
+    method: str
+    model: str
+    components: int | None = field(default=None, metadata={"help": "D; default max(1, round(h/100))"})
+    projection: str = field(default="centred", metadata={"help": "centred | raw (see baselines.py)"})
+    table: str = "input"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in ("deldirection", "zscore"):
+            raise DefembError(f"unknown baseline '{self.method}'; choose deldirection or zscore")
+        if self.components is not None and (not isinstance(self.components, int) or self.components < 0):
+            raise DefembError(f"--components must be a whole number >= 0 (got {self.components!r})")
+        if self.projection not in ("centred", "raw"):
+            raise DefembError(f"unknown --projection '{self.projection}'; choose centred or raw")
+        _check_table(self.table)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,150 @@
+"""Token frequency ranking and the frequent / medium / rare bands (METHOD §3).
+
+"Rare" means rare in the model's pretraining data, which we cannot see, so we offer three proxies:
+``index`` (token id order; right for byte-level BPE, whose ids follow merge frequency), ``wordfreq``
+(frequencies of English words spread onto their tokens; default for WordPiece and SentencePiece) and
+``corpus:PATH`` (token counts over a user's text file, streamed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import transformers
+
+from defemb.errors import DefembError
+
+BANDS = ("frequent", "medium", "rare")
+BAND_SHARES = (0.3, 0.5, 0.2)
+WORDFREQ_TOP_N = 100_000
+_BATCH = 2048
+
+
+@dataclass
+class Ranking:
+    """Non-special token ids, most frequent first, with the score that ordered them."""
+
+    method: str
+    order: np.ndarray  # (n,) int64 token ids
+    scores: np.ndarray = field(repr=False)  # (n,) float64, aligned with order; larger = more frequent
+    bands: dict[str, np.ndarray] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.bands = band_split(self.order)
+
+    def band_of(self, vocab_size: int) -> np.ndarray:
+        """Band name per token id ('special' for ids outside the ranking). # (vocab_size,)"""
+        labels = np.full(vocab_size, "special", dtype=object)
+        for name, ids in self.bands.items():
+            labels[ids[ids < vocab_size]] = name
+        return labels
+
+
+def band_split(order: np.ndarray) -> dict[str, np.ndarray]:
+    """Cut a ranked id list into 30 % frequent, 50 % medium and 20 % rare."""
+    n = len(order)
+    n_frequent = int(round(BAND_SHARES[0] * n))
+    n_rare = int(round(BAND_SHARES[2] * n))
+    n_medium = n - n_frequent - n_rare
+    return {
+        "frequent": order[:n_frequent],
+        "medium": order[n_frequent : n_frequent + n_medium],
+        "rare": order[n_frequent + n_medium :],
+    }
+
+
+def special_ids(tokenizer: transformers.PreTrainedTokenizerBase) -> set[int]:
+    ids = set(tokenizer.all_special_ids)
+    for token_id, added in getattr(tokenizer, "added_tokens_decoder", {}).items():
+        if getattr(added, "special", False):
+            ids.add(int(token_id))
+    return ids
+
+
+def rankable_ids(tokenizer: transformers.PreTrainedTokenizerBase, n_rows: int) -> np.ndarray:
+    """Ids that have both a token and a table row, specials excluded."""
+    limit = min(len(tokenizer), n_rows)
+    specials = special_ids(tokenizer)
+    return np.array([i for i in range(limit) if i not in specials], dtype=np.int64)
+
+
+def default_method(tokenizer_kind: str) -> str:
+    return "index" if tokenizer_kind == "bpe" else "wordfreq"
+
+
+def parse_method(spec: str) -> tuple[str, str | None]:
+    """Split ``corpus:PATH``; check the method name."""
+    name, _, arg = spec.partition(":")
+    if name not in ("index", "wordfreq", "corpus"):
+        raise DefembError(f"unknown --ranking '{spec}'; choose index, wordfreq or corpus:PATH")
+    if name == "corpus":
+        if not arg:
+            raise DefembError("--ranking corpus needs a file: corpus:PATH")
+        if not Path(arg).is_file():
+            raise DefembError(f"--ranking corpus: file '{arg}' does not exist")
+        return name, arg
+    if arg:
+        raise DefembError(f"--ranking {name} takes no argument (got '{spec}')")
+    return name, None
+
+
+def rank_tokens(
+    tokenizer: transformers.PreTrainedTokenizerBase,
+    n_rows: int,
+    spec: str | None = None,
+    tokenizer_kind: str = "wordpiece",
+) -> Ranking:
+    """Rank the non-special tokens that have a row; ``spec`` None picks the default for the tokenizer."""
+    spec = spec or default_method(tokenizer_kind)
+    name, arg = parse_method(spec)
+    ids = rankable_ids(tokenizer, n_rows)
+    if name == "index":
+        return Ranking(spec, ids, -ids.astype(np.float64))
+    limit = max(len(tokenizer), n_rows)
+    if name == "wordfreq":
+        counts = _wordfreq_counts(tokenizer, limit, word_initial_space=tokenizer_kind == "bpe")
+    else:
+        counts = _corpus_counts(tokenizer, limit, Path(arg))
+    scores = counts[ids]
+    # Stable sort on -score: ties (tokens never seen) keep id order, so the highest ids rank rarest.
+    order = np.argsort(-scores, kind="stable")
+    return Ranking(spec, ids[order], scores[order])
+
+
+def _count_ids(encodings: list[list[int]], limit: int, weights: np.ndarray | None = None) -> np.ndarray:
+    counts = np.zeros(limit, dtype=np.float64)
+    for k, ids in enumerate(encodings):
+        if ids:
+            np.add.at(counts, np.asarray(ids, dtype=np.int64), 1.0 if weights is None else weights[k])
+    return counts
+
+
+def _wordfreq_counts(tokenizer, limit: int, word_initial_space: bool) -> np.ndarray:
+    import wordfreq
+
+    words = wordfreq.top_n_list("en", WORDFREQ_TOP_N)
+    freqs = np.array([wordfreq.word_frequency(w, "en") for w in words], dtype=np.float64)
+    # Byte-level BPE marks word-initial pieces (Ġ): tokenize words as they appear in running text.
+    texts = [" " + w for w in words] if word_initial_space else words
+    counts = np.zeros(limit, dtype=np.float64)
+    for start in range(0, len(texts), _BATCH):
+        batch = tokenizer(texts[start : start + _BATCH], add_special_tokens=False)["input_ids"]
+        counts += _count_ids(batch, limit, freqs[start : start + _BATCH])
+    return counts
+
+
+def _corpus_counts(tokenizer, limit: int, path: Path) -> np.ndarray:
+    counts = np.zeros(limit, dtype=np.float64)
+    batch: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.strip():
+                batch.append(line.rstrip("\n"))
+            if len(batch) == _BATCH:
+                counts += _count_ids(tokenizer(batch, add_special_tokens=False)["input_ids"], limit)
+                batch = []
+    if batch:
+        counts += _count_ids(tokenizer(batch, add_special_tokens=False)["input_ids"], limit)
+    return counts

@@ -1,0 +1,74 @@
+"""Atomic outputs: everything is written into a hidden temporary sibling and renamed into place.
+
+An interrupted or failed run therefore never leaves a directory or file that looks complete, and an
+existing output is only replaced when the caller passes ``force=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from defemb.errors import DefembError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(out: str | os.PathLike, force: bool) -> Path:
+    """Fail early (before any work) if ``out`` exists and ``force`` is not set."""
+    path = Path(out)
+    if path.exists() and not force:
+        raise DefembError(f"output '{path}' already exists; pass --force to overwrite it")
+    if path.parent != Path("") and path.parent.exists() and not path.parent.is_dir():
+        raise DefembError(f"cannot write '{path}': '{path.parent}' is not a directory")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces ``out``, on error it is removed."""
+    final = check_writable(out, force)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the user's usual mode
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file via a temporary sibling and rename (no half-written file on interruption)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
