@@ -39,7 +39,7 @@ def _print_table(title: str, header, rows) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     from defemb.analysis.analyze import analyze, write_analysis
-    from defemb.analysis.report import BAND_COLUMNS, band_rows
+    from defemb.analysis.report import BAND_COLUMNS, NUMERIC_COLUMNS, band_rows, numeric_rows
     from defemb.config import AnalyzeConfig
     from defemb.outputs import check_writable
 
@@ -54,7 +54,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     s = result.summary
     _print_table(f"{s['model']}: {s['table']} table, ranking {s['ranking']}", BAND_COLUMNS, band_rows(s["bands"]))
     numeric = s["numeric_max_difference"]
-    print(f"numeric Max Difference over {numeric['n']} numeric tokens: mean {numeric['mean']}, median {numeric['median']}")
+    _print_table("numeric Max Difference (lower is better)", NUMERIC_COLUMNS, numeric_rows(numeric))
     print(f"report: {Path(out) / 'report.html'}")
 
 
@@ -69,7 +69,7 @@ def cmd_drift(args: argparse.Namespace) -> None:
     if args.out:
         check_writable(args.out, args.force)
     result = drift(config)
-    header = ["band", "tokens", "displacement", "relative", "isotropy A", "isotropy B", "change", f"{args.k}-NN overlap"]
+    header = ["band", "tokens", "displacement", "relative", "isotropy A", "isotropy B", "change", f"{args.k}-NN kept"]
     rows = [[name, b["n"], f"{b['displacement']:.4f}", f"{b['relative_displacement']:.4f}", f"{b['isotropy_a']:.4f}",
              f"{b['isotropy_b']:.4f}", f"{b['isotropy_change']:+.4f}", f"{b['knn_overlap']:.3f}"]
             for name, b in result["bands"].items()]

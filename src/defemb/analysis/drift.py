@@ -26,12 +26,12 @@ def drift_tables(E_a: np.ndarray, E_b: np.ndarray, ranking: Ranking, k: int, que
         ids = ranking.order if name == "all" else ranking.bands[name]
         a, b = E_a[ids].astype(np.float64), E_b[ids].astype(np.float64)
         moved = np.linalg.norm(b - a, axis=1)
-        norms = np.linalg.norm(a, axis=1)
+        relative = moved / np.maximum(np.linalg.norm(a, axis=1), 1e-12)
         sample = rng.choice(ids, size=min(queries, len(ids)), replace=False) if len(ids) else ids
         result[name] = {
             "n": int(len(ids)),
             "displacement": float(moved.mean()) if len(ids) else float("nan"),
-            "relative_displacement": float((moved / np.where(norms == 0, 1.0, norms)).mean()) if len(ids) else float("nan"),
+            "relative_displacement": float(relative.mean()) if len(ids) else float("nan"),
             "isotropy_a": stats_a[name]["isotropy"],
             "isotropy_b": stats_b[name]["isotropy"],
             "isotropy_change": stats_b[name]["isotropy"] - stats_a[name]["isotropy"],

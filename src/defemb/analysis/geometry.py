@@ -30,21 +30,41 @@ def gram(E: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_
     return G
 
 
+class _LogSumExp:
+    """Column-wise log Σ exp over row blocks that arrive one at a time (float64 accumulators)."""
+
+    def __init__(self, k: int) -> None:
+        self.max = np.full(k, -np.inf)
+        self.sum = np.zeros(k)
+
+    def add(self, P: np.ndarray) -> None:
+        """Fold in a block; ``P`` (float64, rows × k) is overwritten."""
+        new_max = np.maximum(self.max, P.max(axis=0))
+        P -= new_max
+        np.exp(P, out=P)
+        self.sum = self.sum * np.exp(self.max - new_max) + P.sum(axis=0)
+        self.max = new_max
+
+    def result(self) -> np.ndarray:
+        return self.max + np.log(self.sum)
+
+
 def log_partition(
     E: np.ndarray, C: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS
 ) -> np.ndarray:
-    """log Z(c) = log Σ_w exp(cᵀw) for every column c of C, by streaming log-sum-exp. # (k,)"""
+    """log Z(±c) = log Σ_w exp(±cᵀw) for every column c of C, by streaming log-sum-exp. # (2k,)
+
+    The first k entries are for +c, the last k for −c: an eigenvector's sign is arbitrary, so both
+    directions are scored (one product, two exponentials).
+    """
     C_work = C.astype(E.dtype, copy=False)
-    running_max = np.full(C.shape[1], -np.inf)
-    running_sum = np.zeros(C.shape[1])
+    plus, minus = _LogSumExp(C.shape[1]), _LogSumExp(C.shape[1])
     for block in _chunks(E, rows, chunk_rows):
-        P = (block @ C_work).astype(np.float64, copy=False)  # (rows, k)
-        new_max = np.maximum(running_max, P.max(axis=0))
-        P -= new_max
-        np.exp(P, out=P)
-        running_sum = running_sum * np.exp(running_max - new_max) + P.sum(axis=0)
-        running_max = new_max
-    return running_max + np.log(running_sum)
+        P = (block @ C_work).astype(np.float64)  # (rows, k)
+        negated = np.negative(P)
+        plus.add(P)
+        minus.add(negated)
+    return np.concatenate([plus.result(), minus.result()])
 
 
 def isotropy_from_gram(
@@ -57,10 +77,12 @@ def isotropy_from_gram(
 
 
 def isotropy(E: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> float:
-    """Isotropy I(E) = min_c Z(c) / max_c Z(c) over eigenvectors c of EᵀE (Mu et al. 2018).
+    """Isotropy I(E) = min_c Z(c) / max_c Z(c) over c = ±eigenvectors of EᵀE (Mu et al. 2018).
 
-    No centring and no normalisation, as in the definition; computed in the log domain, so rows with
-    large norms give a finite score (possibly 0.0 when the ratio underflows) instead of inf/inf.
+    No centring and no normalisation, as in the definition. Both signs of every eigenvector are
+    scored, so the result does not depend on the sign LAPACK happens to return (public scripts that
+    use one sign can differ from this by the luck of that draw). Computed in the log domain, so rows
+    with large norms give a finite score (possibly 0.0 when the ratio underflows) instead of inf/inf.
     """
     return isotropy_from_gram(E, gram(E, rows, chunk_rows), rows, chunk_rows)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def isotropy_naive(E: np.ndarray, max_directions: int | None = None) -> float:
-    """I(E) with np.linalg.eig, a Python loop over eigenvectors and a direct exp (float64).
+    """I(E) with np.linalg.eig, a Python loop over eigenvectors (both signs) and a direct exp (float64).
 
     ``max_directions`` stops the loop early (for timing on big inputs); the result is then partial.
     """
@@ -19,7 +19,8 @@ def isotropy_naive(E: np.ndarray, max_directions: int | None = None) -> float:
     vectors = np.real(vectors)
     z_values = []
     for i in range(vectors.shape[1] if max_directions is None else max_directions):
-        z_values.append(np.sum(np.exp(E @ vectors[:, i])))
+        projection = E @ vectors[:, i]
+        z_values += [np.sum(np.exp(projection)), np.sum(np.exp(-projection))]
     return float(min(z_values) / max(z_values))
 
 

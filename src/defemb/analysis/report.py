@@ -58,6 +58,13 @@ def neighbour_rows(neighbours: list[dict]) -> list[list[str]]:
     ]
 
 
+NUMERIC_COLUMNS = ("numeric tokens", "mean", "median")
+
+
+def numeric_rows(numeric: dict) -> list[list[str]]:
+    return [[str(numeric["n"]), _fmt(numeric["mean"], 2), _fmt(numeric["median"], 2)]]
+
+
 def markdown_report(summary: dict) -> str:
     numeric = summary["numeric_max_difference"]
     tying = summary["tying"]
@@ -74,9 +81,7 @@ def markdown_report(summary: dict) -> str:
         "",
         "## Numeric Max Difference (lower is better)",
         "",
-        markdown_table(
-            ["numeric tokens", "mean", "median"], [[str(numeric["n"]), _fmt(numeric["mean"], 2), _fmt(numeric["median"], 2)]]
-        ),
+        markdown_table(NUMERIC_COLUMNS, numeric_rows(numeric)),
         "",
         "## Nearest neighbours (cosine)",
         "",
@@ -140,7 +145,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{
 of shape {summary['shape'][0]} × {summary['shape'][1]}, ranking <code>{html.escape(summary['ranking'])}</code>.</p>
 <h2>Bands</h2>{_html_table(BAND_COLUMNS, band_rows(summary['bands']))}
 <h2>Numeric Max Difference (lower is better)</h2>
-{_html_table(["numeric tokens", "mean", "median"], [[numeric["n"], _fmt(numeric["mean"], 2), _fmt(numeric["median"], 2)]])}
+{_html_table(NUMERIC_COLUMNS, numeric_rows(numeric))}
 <h2>Projection</h2><p>Hover a point to see its token.</p>
 {figure}
 <h2>Nearest neighbours (cosine)</h2>

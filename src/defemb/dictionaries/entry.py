@@ -67,9 +67,7 @@ class SkipLog:
         """Record one skipped item: ``where`` is a location string (see ``location``)."""
         shown = excerpt(value)
         if self.strict:
-            raise DefembError(
-                f"{where}: {reason}: {shown!r} (fix this input, or run without strict mode to skip it)"
-            )
+            raise DefembError(f"{where}: {reason}: {shown!r} (fix this input, or run without strict mode to skip it)")
         self._counts[reason] += 1
         kept = self.examples.setdefault(reason, [])
         if len(kept) < self.examples_per_reason:

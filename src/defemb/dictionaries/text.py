@@ -10,24 +10,25 @@ from __future__ import annotations
 import html
 import re
 
-# GCIDE source attributions, alone or joined by "+": "[1913 Webster]", "[Webster 1913 Suppl. +PJC]".
-_SOURCE = (
-    r"(?:1913\s+Webster|Webster\s+1913(?:\s+Suppl\.)?|PJC|WordNet(?:\s+\d\.\d)?"
-    r"|Century\s+Dict(?:ionary)?\.?(?:\s+\d{4})?|wn\d|AS|MW\d*|RH|NetMW|DD|JW|BVT)"
+# GCIDE source attributions, alone or joined by "+": "[1913 Webster]", "[Webster 1913 Suppl. +PJC]",
+# "[WordNet 1.5 + CM]". Short codes (AS, RH, CM) only count inside brackets or after a "+".
+_STRONG = (
+    r"(?:1913\s+Webster|Webster\s+1913(?:\s+Suppl\.)?|PJC|WordNet\s+\d\.\d"
+    r"|Century\s+Dict(?:ionary)?\.?\s+\d{4})"
 )
-_SOURCES = rf"{_SOURCE}(?:\s*\+\s*{_SOURCE})*"
+_FOLLOW = rf"(?:\s*\+\s*(?:{_STRONG}|[A-Za-z]{{1,6}}\d*))*"
 _PATTERNS = [
     re.compile(r"<!--.*?-->|<--.*?-->", re.S),  # HTML and GCIDE editor comments
     re.compile(r"</?[A-Za-z][^<>]*>"),  # tags; a lone "<" in "x < y" is kept
-    re.compile(rf"\[\s*{_SOURCES}\s*\]"),
-    # The package's conversion lost text before some non-ASCII characters, eating the "[" of the
-    # closing attribution ("...of the larv1913 Webster]"): drop such a tail too.
-    re.compile(rf"{_SOURCES}\s*\]\s*$"),
+    re.compile(rf"\[\s*(?:{_STRONG}|WordNet|wn\d|AS|RH|MW\d*|NetMW|DD|JW|BVT){_FOLLOW}\s*\]"),
+    # The package's conversion lost text before some non-ASCII characters, sometimes eating the "[" of
+    # an attribution ("...of the larv1913 Webster]", "To she1913 Webster]d an old covering").
+    re.compile(rf"{_STRONG}{_FOLLOW}\s*\]"),
     re.compile(
         r"\[\s*(?:Etym(?:ol)?\b|(?:L|F|OF|OE|AS|Gr|NL|LL|It|Sp|Pg|G|D|Icel|Ar|Heb|Skr|Cf|Perh|Prob|Fr)\.)"
         r"[^\[\]]*\]"
     ),  # etymologies: "[Etym: ...]", "[L. ...]", "[Cf. F. ...]"
-    re.compile(r"\{\d+\}"),  # GCIDE sense cross-references: "abortion{2}"
+    re.compile(r"\{\d+[a-z]?\}"),  # GCIDE sense cross-references: "abortion{2}", "bittersweet{3b}"
 ]
 # Usage labels carry meaning, so they are spelled out rather than dropped.
 _LABELS = {
@@ -74,6 +75,7 @@ _POS = {
     **dict.fromkeys(["adv", "ads", "interrogadv", "adverb"], _ADV),
     **dict.fromkeys(["prep", "preposition"], "preposition"),
     **dict.fromkeys(["prepphr", "prepphrase"], "prepositional phrase"),
+    **dict.fromkeys(["advphrase"], "adverbial phrase"),
     **dict.fromkeys(["conj", "conjunction"], "conjunction"),
     **dict.fromkeys(["pron", "posspron", "possessivepron", "indefpron", "perspron", "pronpl"], "pronoun"),
     **dict.fromkeys(["pronoun"], "pronoun"),
@@ -90,18 +92,19 @@ _POS = {
     **dict.fromkeys(["postp"], "postposition"),
 }
 # Inflection labels the table cannot list one by one: "3d pers. sing. pres.", "obs. imp. pl.".
-_VERB_FORM = re.compile(r"^(?:\d|obs|strong|archaic|rare|subj|sing)|pers|pres|impsing|indic")
+_VERB_FORM = re.compile(r"^(?:\d|obs|strong|archaic|rare|subj)|pers|pres|impsing|indic")
 _ALTERNATIVES = re.compile(r"&|,|;|\bor\b|\band\b|\balso\b|\bbut\b")
 
 
-def _plain_part(part: str) -> str | None:
+def _plain_part(part: str, abbreviated: bool) -> str | None:
     key = re.sub(r"[^a-z0-9]", "", part.lower())
     if key in _POS:
         return _POS[key]
     if key and _VERB_FORM.search(key):
         return _VERB
-    # An unknown plain word ("particle", "proverb") is already readable; an unknown abbreviation is not.
-    if key and "." not in part and len(key) <= 30:
+    # An unknown plain label ("particle", "proverb") is already readable; leftovers of an abbreviated
+    # one ("but sing. or pl. in usage") are not.
+    if key and not abbreviated and len(key) <= 30:
         return collapse(part.lower().replace("_", " "))
     return None
 
@@ -113,7 +116,7 @@ def plain_pos(raw: str) -> str:
     head = re.split(r"\[|\n|\s{2,}", raw.strip(), maxsplit=1)[0]
     names: list[str] = []
     for part in _ALTERNATIVES.split(head):
-        name = _plain_part(part)
+        name = _plain_part(part, abbreviated="." in head)
         if name and name not in names:
             names.append(name)
     return " and ".join(names)

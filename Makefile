@@ -1,0 +1,39 @@
+# Set-up and the two entry points of the README. Everything installs into .venv; nothing global but
+# Debian's chromium (for the browser test), which `make test` installs when missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= minilm-report
+
+.PHONY: setup browser run test test-fast lint bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch that lies on this machine's disk; a plain `torch` pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+# The main job on the embedded defaults: analyse all-MiniLM-L6-v2 into $(OUT)/report.html.
+run: setup
+	HF_HUB_OFFLINE=1 $(BIN)/defemb analyze minilm --ranking wordfreq --out $(OUT) --force
+
+test: setup browser
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not browser"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_isotropy.py

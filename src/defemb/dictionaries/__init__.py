@@ -1,0 +1,49 @@
+"""Dictionary readers for the definition corpus: one reader per source, each yielding ``Entry`` and
+counting what it skips in a ``SkipLog``.
+
+CLI source specs (``read_source``): ``gcide`` (or ``gcide:DIR``), ``wiktionary:PATH``, ``tsv:PATH``,
+``jsonl:PATH`` and ``entities:PATH``. Numbers come from the tokenizer's vocabulary instead, through
+``number_entries``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from defemb.dictionaries.entities import read_entities
+from defemb.dictionaries.entry import Entry, SkipLog
+from defemb.dictionaries.gcide import read_gcide
+from defemb.dictionaries.numbers import number_entries
+from defemb.dictionaries.tabular import read_tabular
+from defemb.dictionaries.wiktionary import read_wiktionary
+from defemb.errors import DefembError
+
+__all__ = [
+    "Entry",
+    "SkipLog",
+    "number_entries",
+    "read_entities",
+    "read_gcide",
+    "read_source",
+    "read_tabular",
+    "read_wiktionary",
+]
+
+SPECS = "gcide, gcide:DIR, wiktionary:PATH, tsv:PATH, jsonl:PATH, entities:PATH"
+
+
+def read_source(spec: str, skip: SkipLog) -> Iterator[Entry]:
+    """Open the source a CLI spec names. Bad specs and missing files fail here, before any reading."""
+    kind, _, arg = spec.partition(":")
+    if kind == "gcide":
+        return read_gcide(skip, arg or None)
+    if kind not in ("wiktionary", "tsv", "jsonl", "entities") or not arg:
+        raise DefembError(f"unknown dictionary source '{spec}'; use one of: {SPECS}")
+    if not Path(arg).is_file():
+        raise DefembError(f"dictionary source '{spec}': file '{arg}' not found")
+    if kind == "wiktionary":
+        return read_wiktionary(arg, skip)
+    if kind == "entities":
+        return read_entities(arg, skip)
+    return read_tabular(arg, skip, fmt=kind)

