@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import TinyModelFactory
 from safetensors import safe_open
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from conftest import TinyModelFactory
 from tiny_models import (
     FAMILIES,
     FAMILY_FACTS,
@@ -21,7 +23,6 @@ from tiny_models import (
     digit_tokens,
     training_corpus,
 )
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 SENTENCE = "Alice paid $12 for 102 apples in London in 2024."
 
@@ -126,7 +127,11 @@ def test_reloaded_tokenizer_matches_builder(family: str, built: Path) -> None:
     assert loaded(SENTENCE)["input_ids"] == fresh(SENTENCE)["input_ids"]
     assert loaded.all_special_tokens == fresh.all_special_tokens
     ids = loaded(SENTENCE, add_special_tokens=False)["input_ids"]
-    assert loaded.decode(ids).strip() == (SENTENCE.lower() if family == "bert" else SENTENCE)
+    decoded = loaded.decode(ids).strip()
+    if family == "bert":  # uncased, and the WordPiece decoder puts spaces around punctuation ("$ 12")
+        assert decoded.replace(" ", "") == SENTENCE.lower().replace(" ", "")
+    else:
+        assert decoded == SENTENCE
 
 
 def test_vocab_sizes_match(family: str, built: Path) -> None:
@@ -150,7 +155,7 @@ def test_tokenizer_family(family: str, built: Path) -> None:
     marker = FAMILY_FACTS[family]["subword_marker"]
     assert counts[marker] >= 50, counts
     assert all(n == 0 for m, n in counts.items() if m != marker), counts
-    pieces = tokenizer.tokenize("Alice painted the window")
+    pieces = tokenizer.tokenize("Unbelievable zebras photographed")  # words not in the corpus
     assert any(marker in p for p in pieces), pieces
     if kind == "wordpiece":
         assert tokenizer.tokenize("Alice London") == ["alice", "london"]  # uncased
@@ -165,8 +170,10 @@ def test_digit_tokens_exist(family: str, built: Path) -> None:
     assert {"12", "102", "100"} <= bare, sorted(bare)
     assert len(bare - {str(d) for d in range(10)}) >= 5
     assert {"1999", "2024"} <= digit_tokens(tokenizer, strip_markers=True)
-    # The number is one token whether it is glued to punctuation or (for markerless families) not.
-    assert "102" in [t.lstrip("Ġ▁") for t in tokenizer.tokenize("($102)")]
+    # A standalone number from the corpus is a single token (possibly with its word marker).
+    for number in ("12", "102", "2024"):
+        pieces = [p.lstrip("Ġ▁") for p in tokenizer.tokenize(f"Alice paid {number} dollars")]
+        assert number in pieces, (number, pieces)
 
 
 def test_special_tokens_match_config(family: str, built: Path) -> None:
@@ -190,7 +197,7 @@ def test_special_tokens_match_config(family: str, built: Path) -> None:
         assert tokenizer.tokenize("a <extra_id_3> b").count("<extra_id_3>") == 1
     for role in ("bos", "eos"):
         token_id = getattr(tokenizer, f"{role}_token_id")
-        if family != "bert":
+        if family not in ("bert", "t5"):  # BERT has neither, T5 has no bos
             assert token_id is not None, role
             assert getattr(config, f"{role}_token_id") == token_id, role
     if facts["kind"] == "encoder-decoder":

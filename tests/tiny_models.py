@@ -23,6 +23,7 @@ llama     decoder          sentencepiece  untied LM head (``tie_word_embeddings=
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -270,18 +271,68 @@ def _special_kwargs(specials: Sequence[str], names: dict[str, str]) -> dict[str,
     return {f"{role}_token": tok for role, tok in names.items() if tok in specials}
 
 
+def _learn_wordpiece_vocab(word_counts: dict[str, int], specials: Sequence[str], vocab_size: int) -> list[str]:
+    """Deterministic BPE-style WordPiece vocabulary learning (what ``WordPieceTrainer`` does).
+
+    ``tokenizers.trainers.WordPieceTrainer`` is *not* reproducible: it numbers the ``##x`` pieces in
+    hash-map iteration order, which varies from run to run, and merge ties are broken by those ids,
+    so the learnt vocabulary itself changes between runs.  This re-implementation breaks every tie
+    by the pair's text.  Returns specials, then the sorted alphabet (``x`` and ``##x``), then merges.
+    """
+    splits = {w: [w[0], *("##" + c for c in w[1:])] for w in sorted(word_counts)}
+    vocab = list(specials) + sorted({piece for pieces in splits.values() for piece in pieces})
+    known = set(vocab)
+    while len(vocab) < vocab_size:
+        pair_counts: dict[tuple[str, str], int] = {}
+        for word, pieces in splits.items():
+            for pair in zip(pieces, pieces[1:], strict=False):
+                pair_counts[pair] = pair_counts.get(pair, 0) + word_counts[word]
+        if not pair_counts:
+            break
+        (left, right), _ = min(pair_counts.items(), key=lambda item: (-item[1], item[0]))
+        merged = left + right.removeprefix("##")
+        for word, pieces in splits.items():
+            out: list[str] = []
+            i = 0
+            while i < len(pieces):
+                if i + 1 < len(pieces) and pieces[i] == left and pieces[i + 1] == right:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(pieces[i])
+                    i += 1
+            splits[word] = out
+        if merged not in known:
+            known.add(merged)
+            vocab.append(merged)
+    return vocab
+
+
 def wordpiece_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
-    """BERT-style uncased WordPiece tokenizer: ``[CLS] $A [SEP]``, ``##`` continuation pieces."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True, handle_chinese_chars=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(BERT_SPECIALS),
-        continuing_subword_prefix="##",
-        show_progress=False,
+    """BERT-style uncased WordPiece tokenizer: ``[CLS] $A [SEP]``, ``##`` continuation pieces.
+
+    Specials ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4``.  The vocabulary is learnt by
+    :func:`_learn_wordpiece_vocab` (reproducible) on words produced by the tokenizer's own
+    ``BertNormalizer(lowercase=True)`` + ``BertPreTokenizer``.
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True, handle_chinese_chars=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    word_counts: dict[str, int] = {}
+    for sentence in training_corpus():
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence)):
+            word_counts[word] = word_counts.get(word, 0) + 1
+    vocab = _learn_wordpiece_vocab(word_counts, BERT_SPECIALS, vocab_size)
+    tok = Tokenizer(
+        models.WordPiece(
+            {piece: i for i, piece in enumerate(vocab)},
+            unk_token="[UNK]",
+            continuing_subword_prefix="##",
+            max_input_chars_per_word=100,
+        )
     )
-    tok.train_from_iterator(training_corpus(), trainer=trainer)
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.add_special_tokens(list(BERT_SPECIALS))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -329,13 +380,40 @@ def bytelevel_bpe_tokenizer(
         )
         kwargs = _special_kwargs(
             specials,
-            {"bos": "<s>", "eos": "</s>", "cls": "<s>", "sep": "</s>", "pad": "<pad>", "unk": "<unk>", "mask": "<mask>"},
+            {
+                "bos": "<s>",
+                "eos": "</s>",
+                "cls": "<s>",
+                "sep": "</s>",
+                "pad": "<pad>",
+                "unk": "<unk>",
+                "mask": "<mask>",
+            },
         )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
         first = specials[0]
         kwargs = {"bos_token": first, "eos_token": first, "unk_token": first}
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **kwargs)
+
+
+def _canonical_unigram_pieces(trained: list[list], specials: Sequence[str]) -> list[tuple[str, float]]:
+    """Make a trained Unigram vocabulary reproducible: same pieces, scores and ids on every run.
+
+    ``UnigramTrainer`` learns the same piece *set* every time, but (i) scores differ in their last
+    bits (hash-map summation order), and (ii) the characters it must keep but did not learn are
+    appended with scores ``min, min - 1e-4, min - 2e-4, ...`` handed out in hash-map order.  So:
+    the pieces of that trailing 1e-4-spaced run are re-assigned to the run's scores in text order,
+    every score is rounded to 6 decimals, and pieces are ordered by (score descending, text).
+    """
+    pieces = sorted(((str(p), float(sc)) for p, sc in trained if p not in specials), key=lambda x: -x[1])
+    start = len(pieces) - 1
+    while start > 0 and pieces[start - 1][1] - pieces[start][1] <= 1.5e-4:
+        start -= 1
+    tail_pieces = sorted(piece for piece, _ in pieces[start:])
+    tail_scores = sorted((score for _, score in pieces[start:]), reverse=True)
+    pieces = pieces[:start] + list(zip(tail_pieces, tail_scores, strict=True))
+    return sorted(((piece, round(score, 6)) for piece, score in pieces), key=lambda x: (-x[1], x[0]))
 
 
 def sentencepiece_tokenizer(
@@ -352,9 +430,9 @@ def sentencepiece_tokenizer(
     Gemma/T5Gemma: ``sentencepiece_tokenizer(GEMMA_SPECIALS, (), template="<bos> $A")``.
     """
     specials = list(special_tokens)
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    scratch = Tokenizer(models.Unigram())
+    scratch.pre_tokenizer = pre_tokenizer
     trainer = trainers.UnigramTrainer(
         vocab_size=vocab_size,
         special_tokens=specials,
@@ -364,7 +442,14 @@ def sentencepiece_tokenizer(
     )
     # Unigram's EM drops pieces whose expected count is below 0.5, so on a small corpus it would stop
     # far short of ``vocab_size``; repeating the corpus scales the counts without changing the text.
-    tok.train_from_iterator(training_corpus() * 3, trainer=trainer)
+    scratch.train_from_iterator(training_corpus() * 3, trainer=trainer)
+    vocab = [(piece, 0.0) for piece in specials] + _canonical_unigram_pieces(
+        json.loads(scratch.to_str())["model"]["vocab"], specials
+    )
+    tok = Tokenizer(models.Unigram(vocab, unk_id=specials.index("<unk>"), byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.add_special_tokens(specials)
     sentinels = list(reversed(list(extra_special_tokens)))
     if sentinels:
         tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in sentinels])

@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    # Per-tensor "Loading weights" bars are noise next to our own output; errors stay one line.
+    hf_logging.disable_progress_bar()
     try:
         args.func(args)
     except DefembError as exc:

@@ -113,7 +113,8 @@ def projection_figure(result) -> object:
                 mode="markers",
                 name=f"{band} ({int(mask.sum())} shown)",
                 marker={"size": 4, "color": colour, "opacity": 0.6},
-                text=[printable(result.tokens[i]) for i in ids],
+                # Plotly reads hover text as pseudo-HTML (<b>, <s>, &amp; ...): escape it so tokens show verbatim.
+                text=[html.escape(printable(result.tokens[i]), quote=False) for i in ids],
                 customdata=ids,
                 hovertemplate="%{text}<br>id %{customdata}<extra>" + band + "</extra>",
             )

@@ -41,12 +41,13 @@ def location(path: object, line: int) -> str:
 
 
 def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
-    """A short, single-line, printable rendering of a bad value (bytes shown with escapes)."""
+    """A short, single-line rendering of a bad value: undecodable bytes and non-printable characters
+    (tabs, newlines, control codes) are shown as escapes, so the report says exactly what is there."""
     if isinstance(value, bytes):
         text = value[: limit * 4].decode("utf-8", errors="backslashreplace")
     else:
-        text = str(value)
-    text = " ".join(text.split())
+        text = str(value)[: limit * 4]
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -67,7 +68,7 @@ class SkipLog:
         """Record one skipped item: ``where`` is a location string (see ``location``)."""
         shown = excerpt(value)
         if self.strict:
-            raise DefembError(f"{where}: {reason}: {shown!r} (fix this input, or run without strict mode to skip it)")
+            raise DefembError(f"{where}: {reason}: {shown} (fix this input, or run without strict mode to skip it)")
         self._counts[reason] += 1
         kept = self.examples.setdefault(reason, [])
         if len(kept) < self.examples_per_reason:
@@ -88,7 +89,7 @@ class SkipLog:
         lines = [f"skipped {self.total} input item(s):"]
         for reason, count in sorted(self._counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {reason}: {count}")
-            lines.extend(f"    {ex.location}: {ex.excerpt!r}" for ex in self.examples[reason])
+            lines.extend(f"    {ex.location}: {ex.excerpt}" for ex in self.examples[reason])
             if count > len(self.examples[reason]):
                 lines.append(f"    ... and {count - len(self.examples[reason])} more")
         return "\n".join(lines)

@@ -41,7 +41,7 @@ def _digits(text: str) -> str:
 
 
 def _cardinal(text: str) -> str:
-    # Names past nonillions ("ten duotrigintillion") say less than the digits do, and int() refuses
+    # Names of 31+ digit numbers ("ten duotrigintillion") say less than the digits do, and int() refuses
     # strings over 4300 digits.
     if len(text) > MAX_CARDINAL_DIGITS:
         return f"the digits {_digits(text)}"
@@ -63,13 +63,15 @@ def _number_definitions(text: str) -> list[tuple[str, str]]:
 
 def _ordinal_definition(text: str) -> str | None:
     match = _ORDINAL.fullmatch(text)
-    if match is None or match.group(1).startswith("0") or len(match.group(1)) > MAX_CARDINAL_DIGITS:
+    if match is None:
         return None
-    value = int(match.group(1))
-    # "2th" or "11st" are not ordinals, so they get no ordinal reading.
-    if ordinal_suffix(value) != match.group(2):
+    digits, suffix = match.groups()
+    # "2th" and "11st" are not ordinals; "01st" and 31+ digit ordinals are not worth a reading either.
+    if (len(digits) > 1 and digits.startswith("0")) or len(digits) > MAX_CARDINAL_DIGITS:
         return None
-    return num2words(value, to="ordinal")
+    if ordinal_suffix(int(digits)) != suffix:
+        return None
+    return num2words(int(digits), to="ordinal")
 
 
 def number_entries(tokens: Iterable[str]) -> Iterator[Entry]:

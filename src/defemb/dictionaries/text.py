@@ -17,18 +17,22 @@ _STRONG = (
     r"|Century\s+Dict(?:ionary)?\.?\s+\d{4})"
 )
 _FOLLOW = rf"(?:\s*\+\s*(?:{_STRONG}|[A-Za-z]{{1,6}}\d*))*"
+# (pattern, replacement): removed markup that separated words leaves a space, inline marks nothing.
 _PATTERNS = [
-    re.compile(r"<!--.*?-->|<--.*?-->", re.S),  # HTML and GCIDE editor comments
-    re.compile(r"</?[A-Za-z][^<>]*>"),  # tags; a lone "<" in "x < y" is kept
-    re.compile(rf"\[\s*(?:{_STRONG}|WordNet|wn\d|AS|RH|MW\d*|NetMW|DD|JW|BVT){_FOLLOW}\s*\]"),
+    (re.compile(r"<!--.*?-->|<--.*?-->", re.S), " "),  # HTML and GCIDE editor comments
+    (re.compile(r"</?[A-Za-z][^<>]*>"), " "),  # tags; a lone "<" in "x < y" is kept
+    (re.compile(rf"\[\s*(?:{_STRONG}|WordNet|wn\d|AS|RH|MW\d*|NetMW|DD|JW|BVT){_FOLLOW}\s*\]"), " "),
     # The package's conversion lost text before some non-ASCII characters, sometimes eating the "[" of
     # an attribution ("...of the larv1913 Webster]", "To she1913 Webster]d an old covering").
-    re.compile(rf"{_STRONG}{_FOLLOW}\s*\]"),
-    re.compile(
-        r"\[\s*(?:Etym(?:ol)?\b|(?:L|F|OF|OE|AS|Gr|NL|LL|It|Sp|Pg|G|D|Icel|Ar|Heb|Skr|Cf|Perh|Prob|Fr)\.)"
-        r"[^\[\]]*\]"
+    (re.compile(rf"{_STRONG}{_FOLLOW}\s*\]"), " "),
+    (
+        re.compile(
+            r"\[\s*(?:Etym(?:ol)?\b|(?:L|F|OF|OE|AS|Gr|NL|LL|It|Sp|Pg|G|D|Icel|Ar|Heb|Skr|Cf|Perh|Prob|Fr)\.)"
+            r"[^\[\]]*\]"
+        ),
+        " ",
     ),  # etymologies: "[Etym: ...]", "[L. ...]", "[Cf. F. ...]"
-    re.compile(r"\{\d+[a-z]?\}"),  # GCIDE sense cross-references: "abortion{2}", "bittersweet{3b}"
+    (re.compile(r"\{\d+[a-z]?\}"), ""),  # GCIDE sense cross-references: "abortion{2}", "bittersweet{3b}"
 ]
 # Usage labels carry meaning, so they are spelled out rather than dropped.
 _LABELS = {
@@ -44,6 +48,9 @@ _LABELS = {
 _LABEL = re.compile(r"\[\s*(" + "|".join(re.escape(k) for k in _LABELS) + r")\s*\]", re.I)
 
 
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+
+
 def collapse(text: str) -> str:
     """Collapse all whitespace runs (newlines included) to single spaces."""
     return " ".join(text.split())
@@ -51,11 +58,12 @@ def collapse(text: str) -> str:
 
 def clean_definition(text: str) -> str:
     """Dictionary text to a plain one-line definition ("" when nothing is left)."""
-    for pattern in _PATTERNS:
-        text = pattern.sub(" ", text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
     text = _LABEL.sub(lambda m: f"({_LABELS[m.group(1).lower()]})", text)
-    # Unescape after removing tags so that an escaped "&lt;b&gt;" stays literal text.
-    return collapse(html.unescape(text))
+    # Unescape after removing tags so that an escaped "&lt;b&gt;" stays literal text; a removed tag or
+    # note must not leave a space before the punctuation that followed it ("<i>feline</i>.").
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", collapse(html.unescape(text)))
 
 
 _NOUN, _PROPER, _VERB, _ADJ, _ADV = "noun", "proper noun", "verb", "adjective", "adverb"
