@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from tiny_models import FAMILIES
 from transformers import AutoModel
 
 from defemb.cli import main
 from defemb.models import get_table, load_model
+from tiny_models import FAMILIES
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -214,10 +214,13 @@ def test_tsv_and_entities_bad_lines(tmp_path: Path) -> None:
     tsv = tmp_path / "defs.tsv"
     tsv.write_bytes(
         b"Word\tPOS\tDefinition\r\ncat\tn.\tA  small\tfeline.\r\nonly-two\tfields\n\tnoun\tno word\n"
-        b"x\tnoun\t  \n\xff\tnoun\tbad\n"
+        b"x\tnoun\t  \n\xff\tnoun\tbad\nword\tnoun\tA unit of language.\n"
     )
     skip = SkipLog()
-    assert [(e.word, e.pos, e.definition) for e in read_tabular(tsv, skip)] == [("cat", "noun", "A small feline.")]
+    assert [(e.word, e.pos, e.definition) for e in read_tabular(tsv, skip)] == [
+        ("cat", "noun", "A small feline."),
+        ("word", "noun", "A unit of language."),  # only line 1 can be a header
+    ]
     assert skip.counts == {"missing-field": 1, "empty-word": 1, "empty-definition": 1, "non-utf8": 1}
     ents = tmp_path / "names.tsv"
     ents.write_text("# my names\nObama\tformer US president\niment\tsuffix\ta word piece [not a note]\nbad\n")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_models import FAMILIES, FAMILY_FACTS
 
 from defemb.errors import DefembError
 from defemb.models import get_table, load_model, resolve_model_name, set_table, tables_present, tying
+from tiny_models import FAMILIES, FAMILY_FACTS
 
 
 @pytest.mark.parametrize("family", FAMILIES)

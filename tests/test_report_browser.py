@@ -1,8 +1,8 @@
 """report.html in a real headless Chromium: the plotly projection renders offline and hovering shows tokens.
 
 Needs ``/usr/bin/chromium`` and ``/usr/bin/chromedriver`` (Debian: ``apt-get install chromium chromium-driver``)
-and the ``selenium`` package; skipped when they are missing.  Selenium Manager is never used: the driver
-and the browser binary are given explicitly and ``SE_OFFLINE`` is set.
+and the ``selenium`` package; skipped (only) when the two binaries are missing.  Selenium Manager is never
+used: the driver and the browser binary are given explicitly and ``SE_OFFLINE`` is set.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     if missing:
         pytest.skip(f"headless browser test needs {' and '.join(missing)} (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    # Not importorskip: where the browser is installed (CI) a missing selenium must fail, not skip.
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a driver or browser
@@ -175,9 +176,11 @@ def test_report_renders_offline_and_hover_shows_token(tmp_path: Path, browser) -
     assert all(not name.startswith(("http:", "https:", "ws:", "wss:")) for name in resources), resources
     assert browser.execute_script("return typeof Plotly") == "object"
 
-    # Tables and the scatter: three band tables' worth of rows, one drawn path per plotted id.
+    # The three tables (bands, numeric, neighbours) and the scatter: one drawn path per plotted id.
     assert "synthetic" in browser.title
     assert len(browser.find_elements(By.CSS_SELECTOR, "table")) == 3
+    band_cells = [r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "table:first-of-type tbody tr")]
+    assert band_cells == [*BANDS, "all"]
     trace_elements = browser.find_elements(By.CSS_SELECTOR, "#projection .scatterlayer .trace")
     assert len(trace_elements) == len(BANDS)
     drawn = browser.find_elements(By.CSS_SELECTOR, "#projection .scatterlayer .trace .points path")
@@ -202,7 +205,7 @@ def test_report_renders_offline_and_hover_shows_token(tmp_path: Path, browser) -
         actions.w3c_actions.pointer_action.move_to_location(x, y)
         actions.perform()
         # The label of that very point (its id), alone, then the token as written in the vocabulary.
-        (text,) = wait.until(lambda d, i=token_id: [x for x in hover_texts(d) if f"id {i}" in x])
+        (text,) = wait.until(lambda d, i=token_id: [t for t in hover_texts(d) if re.search(rf"id {i}(?!\d)", t)])
         assert hover_texts(browser) == [text]
         assert token in text, f"hover label of {token!r} (id {token_id}) reads {text!r}"
     browser.save_screenshot(os.path.join(os.environ.get("DEFEMB_SCREENSHOT_DIR", str(tmp_path)), "report.png"))

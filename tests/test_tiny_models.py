@@ -188,7 +188,8 @@ def test_special_tokens_match_config(family: str, built: Path) -> None:
         assert tokenizer.pad_token is None
         assert getattr(config, "pad_token_id", None) is None
     if family == "bert":
-        assert (tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token) == ("[CLS]", "[SEP]", "[MASK]")
+        roles = (tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token)
+        assert roles == ("[CLS]", "[SEP]", "[MASK]")
     if family in ("roberta", "bart"):
         assert tokenizer.mask_token == "<mask>"
     if family == "t5":

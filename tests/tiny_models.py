@@ -19,6 +19,9 @@ t5gemma   encoder-decoder  sentencepiece  LM head tied to the decoder table; enc
 gpt2      decoder          bpe            LM head tied to the input table
 llama     decoder          sentencepiece  untied LM head (``tie_word_embeddings=False``)
 ========  ===============  =============  ======================================================
+
+Vocabulary sizes (== embedding rows): bert 500, roberta/bart/gpt2 600, t5 510 (500 + 10 sentinels),
+t5gemma 500, llama 500.  Builds are byte-for-byte reproducible across processes.
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 import torch
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import (
     BartConfig,
     BartForConditionalGeneration,
@@ -194,6 +206,8 @@ _ADJS = (
     "good", "new", "first", "last", "long", "great", "little", "old", "big", "high",
     "small", "large", "young", "important", "red", "green", "happy", "early", "quiet",
 )  # fmt: skip
+_DAYS = ("Monday", "Friday")
+_MONTHS = ("January", "March")
 _PLACES = ("the park", "the station", "the market", "the library", "the office", "the garden", "the city")
 #: Numbers that every vocabulary must contain as plain-digit tokens; repeated often in the corpus.
 _KEY_NUMBERS = ("12", "102", "100", "2024", "1999", "20", "10")
@@ -241,7 +255,7 @@ def training_corpus(n_sentences: int = 600) -> list[str]:
                 m=rng.randrange(0, 201),
                 k=rng.choice(_KEY_NUMBERS),
                 year=rng.choice(("1999", "2024", "2024", "1999", "2000", "1850", "2010")),
-                date=f"{rng.choice(('Monday', 'Friday'))} {rng.randrange(1, 29)} {rng.choice(('January', 'March'))}",
+                date=f"{rng.choice(_DAYS)} {rng.randrange(1, 29)} {rng.choice(_MONTHS)}",
             )
         )
     # A few explicit lines so the key numbers are frequent enough to become whole tokens.
@@ -271,7 +285,7 @@ def _special_kwargs(specials: Sequence[str], names: dict[str, str]) -> dict[str,
     return {f"{role}_token": tok for role, tok in names.items() if tok in specials}
 
 
-def _learn_wordpiece_vocab(word_counts: dict[str, int], specials: Sequence[str], vocab_size: int) -> list[str]:
+def _learn_wordpiece_vocab(word_counts: dict[str, int], specials: Sequence[str], size: int) -> list[str]:
     """Deterministic BPE-style WordPiece vocabulary learning (what ``WordPieceTrainer`` does).
 
     ``tokenizers.trainers.WordPieceTrainer`` is *not* reproducible: it numbers the ``##x`` pieces in
@@ -282,7 +296,7 @@ def _learn_wordpiece_vocab(word_counts: dict[str, int], specials: Sequence[str],
     splits = {w: [w[0], *("##" + c for c in w[1:])] for w in sorted(word_counts)}
     vocab = list(specials) + sorted({piece for pieces in splits.values() for piece in pieces})
     known = set(vocab)
-    while len(vocab) < vocab_size:
+    while len(vocab) < size:
         pair_counts: dict[tuple[str, str], int] = {}
         for word, pieces in splits.items():
             for pair in zip(pieces, pieces[1:], strict=False):

@@ -69,7 +69,7 @@ def cmd_drift(args: argparse.Namespace) -> None:
     if args.out:
         check_writable(args.out, args.force)
     result = drift(config)
-    header = ["band", "tokens", "displacement", "relative", "isotropy A", "isotropy B", "change", f"{args.k}-NN kept"]
+    header = ["band", "tokens", "moved", "moved/norm", "I(E) A", "I(E) B", "change", f"{args.k}-NN kept"]
     rows = [[name, b["n"], f"{b['displacement']:.4f}", f"{b['relative_displacement']:.4f}", f"{b['isotropy_a']:.4f}",
              f"{b['isotropy_b']:.4f}", f"{b['isotropy_change']:+.4f}", f"{b['knn_overlap']:.3f}"]
             for name, b in result["bands"].items()]
