@@ -141,3 +141,18 @@ def test_existing_out_needs_force(tiny_model_dir, tmp_path):
     assert (out / "keep.txt").read_text() == "precious"
     assert main(["analyze", str(tiny_model_dir("bert")), "--out", str(out), "--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "analysis.json").is_file()
+
+
+def test_compare_prints_side_by_side(tiny_model_dir, tmp_path, capsys):
+    source = str(tiny_model_dir("bert"))
+    assert main(["analyze", source, "--out", str(tmp_path / "orig")]) == 0
+    assert main(["baseline", "deldirection", source, "--out", str(tmp_path / "del")]) == 0
+    assert main(["analyze", str(tmp_path / "del"), "--out", str(tmp_path / "del-analysis")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "orig"), str(tmp_path / "del-analysis")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| measure | orig | del-analysis |"
+    cos_all = next(line for line in lines if line.startswith("| mean cos (all)"))
+    original, processed = (abs(float(x)) for x in cos_all.strip("|").split("|")[1:])
+    assert processed < original  # DelDirection centres the table: mean cosine drops towards 0
+    assert main(["compare", str(tmp_path / "nothing-here")]) == 2

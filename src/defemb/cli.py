@@ -108,6 +108,13 @@ def cmd_export_projector(args: argparse.Namespace) -> None:
     print(f"{len(ids)} rows -> {Path(args.out) / 'vectors.tsv'} and metadata.tsv")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from defemb.analysis.report import comparison_rows, load_summary, markdown_table
+
+    header, rows = comparison_rows({Path(d).name: load_summary(d) for d in args.analyses})
+    print(markdown_table(header, rows))
+
+
 def _nonnegative(text: str) -> int:
     try:
         value = int(text)
@@ -162,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_nonnegative, help="only the N most frequent tokens")
     _common(p)
     p.set_defaults(func=cmd_export_projector)
+
+    p = sub.add_parser("compare", help="side-by-side Markdown table of several `defemb analyze` outputs")
+    p.add_argument("analyses", nargs="+", help="analysis directories (or analysis.json files)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from defemb.analysis.projection import BAND_COLOURS, printable, write_png
+from defemb.errors import DefembError
 from defemb.outputs import write_json_atomic, write_text_atomic
 
 BAND_ORDER = ("frequent", "medium", "rare", "all")
@@ -172,5 +173,26 @@ def write_report_files(result, out_dir: Path) -> None:
     write_text_atomic(out_dir / "report.html", html_report(result))
 
 
-def load_summary(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def load_summary(path: str | Path) -> dict:
+    """analysis.json from an analysis directory (or the file itself)."""
+    path = Path(path)
+    file = path / "analysis.json" if path.is_dir() else path
+    if not file.is_file():
+        raise DefembError(f"no analysis found at '{path}' (expected a directory holding analysis.json)")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+COMPARE_METRICS = (("isotropy", "I(E)"), ("isoscore", "IsoScore"), ("mean_cosine", "mean cos"))
+
+
+def comparison_rows(summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Measures as rows, analyses as columns: I(E), IsoScore, mean cosine per band, numeric Max Difference."""
+    header = ["measure", *summaries]
+    rows = []
+    for band in BAND_ORDER:
+        for key, label in COMPARE_METRICS:
+            rows.append([f"{label} ({band})", *(_fmt(s["bands"][band][key]) for s in summaries.values())])
+    for key in ("mean", "median"):
+        rows.append([f"numeric Max Difference ({key})",
+                     *(_fmt(s["numeric_max_difference"][key], 2) for s in summaries.values())])
+    return header, rows
