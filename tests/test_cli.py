@@ -152,7 +152,9 @@ def test_compare_prints_side_by_side(tiny_model_dir, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "orig"), str(tmp_path / "del-analysis")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| measure | orig | del-analysis |"
-    cos_all = next(line for line in lines if line.startswith("| mean cos (all)"))
-    original, processed = (abs(float(x)) for x in cos_all.strip("|").split("|")[1:])
-    assert processed < original  # DelDirection centres the table: mean cosine drops towards 0
+    iso_rare = next(line for line in lines if line.startswith("| I(E) (rare)"))
+    shown = [float(x) for x in iso_rare.strip("|").split("|")[1:]]
+    expected = [json.loads((tmp_path / d / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
+                for d in ("orig", "del-analysis")]
+    assert shown == pytest.approx(expected, abs=1e-4)
     assert main(["compare", str(tmp_path / "nothing-here")]) == 2

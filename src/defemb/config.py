@@ -93,3 +93,28 @@ class BaselineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class CorpusConfig:
+    """Settings of `defemb corpus build`."""
+
+    tokenizer: str = field(metadata={"help": "model whose tokenizer the corpus is built for"})
+    sources: list[str] = field(default_factory=lambda: ["gcide"], metadata={"help": "dictionary source specs"})
+    entities: str | None = field(default=None, metadata={"help": "file of manual definitions (names, pieces)"})
+    numbers: bool = field(default=True, metadata={"help": "define every numeric vocabulary token"})
+    valid_percent: float = field(default=5.0, metadata={"help": "share of headwords held out for validation"})
+    max_tokens: int = field(default=128, metadata={"help": "token budget per prompt (definitions are cut)"})
+    strict: bool = field(default=False, metadata={"help": "any bad input line is an error instead of a skip"})
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.sources and not self.entities and not self.numbers:
+            raise DefembError("nothing to build: give --source, --entities, or keep the number definitions")
+        if not 0 <= self.valid_percent < 100:
+            raise DefembError(f"--valid-percent must be in [0, 100) (got {self.valid_percent})")
+        if self.max_tokens < 8:
+            raise DefembError(f"--max-tokens must be at least 8 (got {self.max_tokens})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -113,11 +113,17 @@ def load_model(name: str, trust_remote_code: bool = False, dtype: torch.dtype = 
         raise DefembError(f"cannot load model weights from '{name}': {_first_line(exc)}") from exc
     model.eval()
     input_table(model)  # fail early, before the tokenizer, for models without a token table
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    return LoadedModel(name=name, path=path, model=model, tokenizer=tokenizer)
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False) -> transformers.PreTrainedTokenizerBase:
+    """Only the tokenizer of a model (directory, hub name or alias)."""
+    path = resolve_model_name(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise DefembError(f"cannot load a tokenizer from '{name}': {_first_line(exc)}") from exc
-    return LoadedModel(name=name, path=path, model=model, tokenizer=tokenizer)
 
 
 def _first_line(exc: BaseException) -> str:
