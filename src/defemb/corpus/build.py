@@ -169,27 +169,39 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
     check_writable(out, force)
     work = out.with_name(out.name + ".partial")
     tok = Tokenizing.load(config.tokenizer, config.max_tokens, config.trust_remote_code)
-    resolved = {**config.to_dict(), "max_tokens": tok.max_tokens, "tokenizer_kind": tok.kind}
+    resolved = {
+        **config.to_dict(),
+        "max_tokens": tok.max_tokens,
+        "tokenizer_kind": tok.kind,
+        "inputs": input_fingerprints(config),
+    }
     if work.exists():
         previous = json.loads((work / "config.json").read_text()) if (work / "config.json").exists() else None
-        if not resume or previous != resolved:
-            why = "pass --resume to continue it" if previous == resolved else "it was started with other settings"
-            raise DefembError(f"an unfinished build is in '{work}'; {why} (or delete that directory)")
+        if force and not (resume and previous == resolved):
+            shutil.rmtree(work)
+        elif not resume or previous != resolved:
+            why = "pass --resume to continue it" if previous == resolved else "its settings or inputs differ"
+            raise DefembError(f"an unfinished build is in '{work}'; {why} (or pass --force to start over)")
     work.mkdir(parents=True, exist_ok=True)
     write_json_atomic(work / "config.json", resolved)
     read_skips = SkipLog(strict=config.strict)
     parts: list[dict] = []
     progress = tqdm(desc="corpus", unit=" entries", smoothing=0.1)
-    for index, chunk in enumerate(_chunks(entries(config, tok, read_skips), CHUNK_ENTRIES)):
-        part = work / f"part-{index:05d}"
-        stats_file = part.with_suffix(".stats.json")
-        if stats_file.exists():
-            parts.append(json.loads(stats_file.read_text()))
-        else:
-            chunk_skips = SkipLog(strict=config.strict)
-            parts.append(_write_part(make_records(chunk, tok, chunk_skips), config.valid_percent, part, chunk_skips))
-        progress.update(len(chunk))
-    progress.close()
+    try:
+        for index, chunk in enumerate(_chunks(entries(config, tok, read_skips), CHUNK_ENTRIES)):
+            part = work / f"part-{index:05d}"
+            stats_file = part.with_suffix(".stats.json")
+            if stats_file.exists():
+                parts.append(json.loads(stats_file.read_text()))
+            else:
+                skips = SkipLog(strict=config.strict)
+                parts.append(_write_part(make_records(chunk, tok, skips), config.valid_percent, part, skips))
+            progress.update(len(chunk))
+    except DefembError:
+        shutil.rmtree(work)  # bad input (strict mode): the input will change, the parts would be stale
+        raise
+    finally:
+        progress.close()
     stats = _merge_stats(parts, read_skips)
     with atomic_dir(out, force) as tmp:
         for split in ("train", "valid"):
@@ -201,6 +213,12 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
         write_json_atomic(tmp / "config.json", resolved)
     shutil.rmtree(work)
     return stats
+
+
+def input_fingerprints(config: CorpusConfig) -> dict[str, list[int]]:
+    """Size and modification time of every input file, so a resumed build notices edited inputs."""
+    paths = [spec.partition(":")[2] for spec in config.sources] + ([config.entities] if config.entities else [])
+    return {p: [Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in paths if p and Path(p).is_file()}
 
 
 def _merge_stats(parts: list[dict], read_skips: SkipLog) -> dict:

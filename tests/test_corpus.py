@@ -1,0 +1,198 @@
+"""Definition corpus: prompts, exact word positions for every tokenizer family, build, resume, coverage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from defemb.cli import main
+from defemb.config import CorpusConfig
+from defemb.corpus import build as build_module
+from defemb.corpus.build import Tokenizing, build_corpus, in_validation, make_records
+from defemb.corpus.coverage import coverage, covered_ids
+from defemb.corpus.prompts import build_prompt, casing, variants
+from defemb.dictionaries import Entry, SkipLog
+from defemb.tokens import surface
+
+ENTRIES = [
+    Entry("discomfort", "noun", "a feeling of discomfort; being uncomfortable", "test", "t:1"),
+    Entry("Sediment", "noun", "matter that settles to the bottom of a liquid", "test", "t:2"),
+    Entry("NASA", "proper noun", "the space agency of the United States", "test", "t:3"),
+    Entry("102", "number", "one hundred and two", "numbers", "numbers:102"),
+    Entry("park", "noun", "a park is a public garden; parks are green", "test", "t:4"),
+]
+
+
+def test_casing_and_variants():
+    assert [casing(w) for w in ("park", "Park", "NASA", "iPhone", "102", "A")] == [
+        "lowercase", "capitalised", "uppercase", "mixed case", "", "capitalised"]
+    assert variants("NASA") == ["NASA", "nasa", "Nasa"]
+    assert variants("park") == ["park", "Park"]
+    assert variants("Park", str.lower) == ["Park"]  # an uncased tokenizer cannot tell them apart
+
+
+def test_prompt_layout_and_spans():
+    prompt = build_prompt(ENTRIES[4], word_internal_forms=True)
+    assert prompt.text == "park ; park ; Park (noun, lowercase) : a park is a public garden; parks are green"
+    assert [prompt.text[s:e] for s, e in prompt.spans] == ["park", "park", "Park", "park"]  # not "parks"
+    assert prompt.forms[0] == "internal" and set(prompt.forms[1:]) == {"initial"}
+    assert prompt.text[prompt.prefix_end :] == ENTRIES[4].definition
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "gpt2", "t5", "t5gemma", "llama"])
+def test_word_positions_are_exactly_the_words_tokens(tiny_model_dir, family):
+    tok = Tokenizing.load(str(tiny_model_dir(family)), 128)
+    skips = SkipLog()
+    records = make_records(ENTRIES, tok, skips)
+    assert len(records) == len(ENTRIES) and skips.total == 0
+    for record in records:
+        tokens = tok.tokenizer.convert_ids_to_tokens(record["input_ids"])
+        offsets = tok.tokenizer.backend_tokenizer.encode(record["prompt"]).offsets
+        assert record["input_ids"] == tok.tokenizer(record["prompt"])["input_ids"]
+        assert len(record["spans"]) == len(record["word_positions"]) == len(record["forms"])
+        for (start, end), positions, form in zip(record["spans"], record["word_positions"], record["forms"],
+                                                 strict=True):
+            word = record["prompt"][start:end]
+            assert word.lower() == record["word"].lower()
+            assert positions == list(range(positions[0], positions[-1] + 1))  # contiguous
+            pieces = [surface(tokens[p]) for p in positions]
+            if tok.tokenizer.unk_token not in pieces:  # tiny vocabularies lack some letters ("N")
+                assert "".join(pieces) == tok.normalise(word).replace(" ", "")
+            for k, (s, e) in enumerate(offsets):  # no unmarked token carries a character of the word
+                if k not in positions and e > s and tokens[k] not in ("▁", "Ġ"):
+                    assert e <= start or s >= end
+            first = tokens[positions[0]]
+            if tok.kind == "bpe":  # a lone "Ġ" token before the word also marks the initial form
+                initial = first.startswith("Ġ") or tokens[positions[0] - 1] == "Ġ"
+                assert initial == (form == "initial")
+            if tok.kind == "wordpiece":
+                assert not first.startswith("##")
+
+
+def test_byte_level_bpe_covers_both_forms(tiny_model_dir):
+    tok = Tokenizing.load(str(tiny_model_dir("roberta")), 128)
+    record = make_records([ENTRIES[4]], tok, SkipLog())[0]
+    forms = {tok.tokenizer.convert_ids_to_tokens(record["input_ids"][p[0]]) for p in record["word_positions"]}
+    assert any(t.startswith("Ġ") for t in forms) and any(not t.startswith("Ġ") for t in forms)
+
+
+def test_long_definitions_are_cut_at_a_word_without_cutting_spans(tiny_model_dir):
+    tok = Tokenizing.load(str(tiny_model_dir("bert")), 24)
+    long = Entry("park", "noun", " ".join(["the green park near the old station"] * 20), "test", "t:9")
+    record = make_records([long], tok, SkipLog())[0]
+    assert len(record["input_ids"]) <= 24 and record["truncated"]
+    assert long.definition.startswith(record["definition"]) and record["definition"]
+    assert long.definition[len(record["definition"])] == " "  # ends at a word boundary
+    assert all(e <= len(record["prompt"]) for _, e in record["spans"])
+    assert record["spans"][0] == [0, 4]
+
+
+def test_word_too_long_for_the_budget_is_skipped_and_counted(tiny_model_dir):
+    tok = Tokenizing.load(str(tiny_model_dir("bert")), 8)
+    skips = SkipLog()
+    assert make_records([Entry("extraordinarily", "adverb", "very", "test", "t:7")], tok, skips) == []
+    assert skips.counts == {"word-too-long": 1}
+    assert skips.examples["word-too-long"][0].location == "t:7"
+
+
+def test_split_is_deterministic_by_headword():
+    words = [f"word{i}" for i in range(2000)]
+    held = [w for w in words if in_validation(w, 5.0)]
+    assert 50 < len(held) < 150
+    assert held == [w for w in words if in_validation(w, 5.0)]
+    assert in_validation("Park", 5.0) == in_validation("park", 5.0)
+
+
+def _tsv(tmp_path, rows: int = 60):
+    path = tmp_path / "dict.tsv"
+    lines = ["word\tpos\tdefinition"] + [f"park{i}\tnoun\ta green place number {i}" for i in range(rows)]
+    lines += ["park\tnoun\ta public garden", "bad line without tabs", "station\tnoun\t", "garden\tnoun\tplants"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _read(out):
+    return {split: (out / f"{split}.jsonl").read_text(encoding="utf-8") for split in ("train", "valid")}
+
+
+def test_build_writes_splits_stats_and_refuses_to_overwrite(tiny_model_dir, tmp_path):
+    config = CorpusConfig(tokenizer=str(tiny_model_dir("bert")), sources=[f"tsv:{_tsv(tmp_path)}"], valid_percent=20)
+    out = tmp_path / "corpus"
+    stats = build_corpus(config, out)
+    files = _read(out)
+    train = [json.loads(line) for line in files["train"].splitlines()]
+    valid = [json.loads(line) for line in files["valid"].splitlines()]
+    assert {r["word"] for r in train}.isdisjoint({r["word"] for r in valid}) and valid
+    assert stats["records"] == {"train": len(train), "valid": len(valid)}
+    assert stats["skipped"] == {"missing-field": 1, "empty-definition": 1}
+    assert stats["sources"]["numbers"] > 0  # every numeric vocabulary token got a definition
+    assert json.loads((out / "config.json").read_text())["tokenizer_kind"] == "wordpiece"
+    assert not (tmp_path / "corpus.partial").exists()
+    with pytest.raises(Exception, match="already exists"):
+        build_corpus(config, out)
+
+
+def test_interrupted_build_resumes_to_the_same_output(tiny_model_dir, tmp_path, monkeypatch):
+    config = CorpusConfig(tokenizer=str(tiny_model_dir("gpt2")), sources=[f"tsv:{_tsv(tmp_path, 200)}"])
+    reference = tmp_path / "reference"
+    monkeypatch.setattr(build_module, "CHUNK_ENTRIES", 32)
+    build_corpus(config, reference)
+
+    calls = {"n": 0}
+    real = build_module.make_records
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / "corpus"
+    monkeypatch.setattr(build_module, "make_records", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(config, out)
+    assert not out.exists()  # nothing that looks complete
+    assert len(list((tmp_path / "corpus.partial").glob("*.stats.json"))) == 3
+    with pytest.raises(Exception, match="--resume"):
+        build_corpus(config, out)
+    monkeypatch.setattr(build_module, "make_records", real)
+    calls["n"] = 0
+    build_corpus(config, out, resume=True)
+    assert _read(out) == _read(reference)
+    assert json.loads((out / "stats.json").read_text()) == json.loads((reference / "stats.json").read_text())
+
+
+def test_coverage_counts_word_tokens(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir("bert"))
+    out = tmp_path / "corpus"
+    build_corpus(CorpusConfig(tokenizer=model, sources=[f"tsv:{_tsv(tmp_path)}"]), out)
+    result = coverage(out, model, "index")
+    mask = covered_ids(out, 500)
+    expected = set()
+    for split in ("train", "valid"):
+        for line in (out / f"{split}.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            expected |= {record["input_ids"][p] for group in record["word_positions"] for p in group}
+    assert set(mask.nonzero()[0].tolist()) == expected
+    assert result["vocabulary"]["covered"] == len(expected)  # word tokens are never special tokens
+    assert sum(b["total"] for b in result["bands"].values()) == result["vocabulary"]["total"]
+    vocab = Tokenizing.load(model, 128).tokenizer.get_vocab()
+    whole_numbers = {i for t, i in vocab.items() if t.isdigit()}  # word-initial forms: every one is defined
+    assert whole_numbers <= expected and result["numeric"]["covered"] >= len(whole_numbers) > 0
+
+
+def test_cli_strict_names_file_and_line(tiny_model_dir, tmp_path, capsys):
+    source = _tsv(tmp_path)
+    out = tmp_path / "corpus"
+    code = main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{source}",
+                 "--out", str(out), "--strict"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert f"{source}:63" in err and "bad line without tabs" in err
+    assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{source}",
+                 "--out", str(out)]) == 0
+    assert "missing-field" in capsys.readouterr().out
+    assert main(["corpus", "stats", str(out), "--tokenizer", str(tiny_model_dir("bert"))]) == 0
+    assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", "nope:x",
+                 "--out", str(tmp_path / "x")]) == 2
