@@ -40,7 +40,8 @@ def covered_ids(corpus_dir: str | Path, vocab_size: int) -> np.ndarray:
 
 
 def _share(covered: int, total: int) -> dict:
-    return {"total": int(total), "covered": int(covered), "percent": round(100.0 * covered / total, 2) if total else None}
+    percent = round(100.0 * covered / total, 2) if total else None
+    return {"total": int(total), "covered": int(covered), "percent": percent}
 
 
 def coverage(corpus_dir: str | Path, tokenizer_name: str, ranking: str | None = None) -> dict:

@@ -1,0 +1,79 @@
+"""Corpus build speed and memory: full GCIDE + numbers for MiniLM, and memory as the input grows.
+
+    python benchmarks/bench_corpus.py [--quick]
+
+Each measurement runs `defemb corpus build` in a fresh subprocess and reads its peak RSS
+(``ru_maxrss`` of the child), so figures include Python, torch-free imports and the tokenizer.
+The growth rows replicate the real kaikki Wiktionary sample 1x, 10x and 100x (entries renamed so
+that each copy is a distinct headword) and build only from it: a streaming build keeps peak memory
+flat while the input grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+WIKTIONARY = SHARED / "wiktionary-kaikki" / "en-en-extract.jsonl"
+
+
+def run_build(args: list[str], out: Path) -> dict:
+    """One build in a child process: wall seconds, child peak RSS (MiB), records written."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "defemb.cli", "corpus", "build", "--tokenizer", "minilm", *args, "--out", str(out)],
+        check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    stats = json.loads((out / "stats.json").read_text())
+    records = sum(stats["records"].values())
+    # ru_maxrss of children is the max over all children so far: runs go smallest first, so a later,
+    # larger peak shows; an equal one means "no growth".
+    return {"seconds": seconds, "peak_mib": max(peak, before) / 1024, "records": records}
+
+
+def replicated(copies: int, folder: Path) -> Path:
+    """The Wiktionary sample repeated ``copies`` times, each copy's headwords suffixed to stay distinct."""
+    lines = WIKTIONARY.read_text(encoding="utf-8").splitlines()
+    path = folder / f"wiktionary-x{copies}.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for copy in range(copies):
+            for line in lines:
+                entry = json.loads(line)
+                entry["word"] = f"{entry['word']}{copy}" if copy else entry["word"]
+                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the growth rows at 1x and 10x")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for copies in (1, 10) if args.quick else (1, 10, 100):
+            source = replicated(copies, folder)
+            size_mib = source.stat().st_size / 2**20
+            result = run_build(["--source", f"wiktionary:{source}", "--no-numbers"], folder / f"w{copies}")
+            rows.append((f"Wiktionary sample x{copies} ({size_mib:.1f} MiB)", result))
+        if not args.quick:
+            rows.append(("GCIDE + numbers (full)", run_build(["--source", "gcide"], folder / "gcide")))
+    print("| input | records | wall s | records/s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for name, r in rows:
+        print(f"| {name} | {r['records']} | {r['seconds']:.1f} | {r['records'] / r['seconds']:.0f} | {r['peak_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
