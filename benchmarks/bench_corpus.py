@@ -2,8 +2,8 @@
 
     python benchmarks/bench_corpus.py [--quick]
 
-Each measurement runs `defemb corpus build` in a fresh subprocess and reads its peak RSS
-(``ru_maxrss`` of the child), so figures include Python, torch-free imports and the tokenizer.
+Each measurement runs `defemb corpus build` in a fresh subprocess that reports its own peak RSS
+(``ru_maxrss``), so figures include the Python interpreter, imports and the tokenizer.
 The growth rows replicate the real kaikki Wiktionary sample 1x, 10x and 100x (entries renamed so
 that each copy is a distinct headword) and build only from it: a streaming build keeps peak memory
 flat while the input grows.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,21 +24,27 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WIKTIONARY = SHARED / "wiktionary-kaikki" / "en-en-extract.jsonl"
 
 
+_CHILD = (
+    "import json, resource, sys\n"
+    "from defemb.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print(json.dumps({'code': code, 'maxrss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+)
+
+
 def run_build(args: list[str], out: Path) -> dict:
-    """One build in a child process: wall seconds, child peak RSS (MiB), records written."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """One build in a fresh child process: wall seconds, that child's own peak RSS (MiB), records."""
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "defemb.cli", "corpus", "build", "--tokenizer", "minilm", *args, "--out", str(out)],
-        check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, "corpus", "build", "--tokenizer", "minilm", *args, "--out", str(out)],
+        check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    if child["code"] != 0:
+        raise SystemExit(f"build failed: {done.stderr[-2000:]}")
     stats = json.loads((out / "stats.json").read_text())
-    records = sum(stats["records"].values())
-    # ru_maxrss of children is the max over all children so far: runs go smallest first, so a later,
-    # larger peak shows; an equal one means "no growth".
-    return {"seconds": seconds, "peak_mib": max(peak, before) / 1024, "records": records}
+    return {"seconds": seconds, "peak_mib": child["maxrss_kib"] / 1024, "records": sum(stats["records"].values())}
 
 
 def replicated(copies: int, folder: Path) -> Path:
@@ -72,7 +77,8 @@ def main() -> None:
     print("| input | records | wall s | records/s | peak RSS MiB |")
     print("|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['records']} | {r['seconds']:.1f} | {r['records'] / r['seconds']:.0f} | {r['peak_mib']:.0f} |")
+        rate = r["records"] / r["seconds"]
+        print(f"| {name} | {r['records']} | {r['seconds']:.1f} | {rate:.0f} | {r['peak_mib']:.0f} |")
 
 
 if __name__ == "__main__":
