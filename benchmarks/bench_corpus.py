@@ -4,7 +4,7 @@
 
 Each measurement runs `defemb corpus build` in a fresh subprocess that reports its own peak RSS
 (``ru_maxrss``), so figures include the Python interpreter, imports and the tokenizer.
-The growth rows replicate the real kaikki Wiktionary sample 1x, 10x and 100x (entries renamed so
+The growth rows replicate the real kaikki Wiktionary sample 1x, 10x, 100x and 1000x (entries renamed so
 that each copy is a distinct headword) and build only from it: a streaming build keeps peak memory
 flat while the input grows.
 """
@@ -67,7 +67,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for copies in (1, 10) if args.quick else (1, 10, 100):
+        for copies in (1, 10) if args.quick else (1, 10, 100, 1000):
             source = replicated(copies, folder)
             size_mib = source.stat().st_size / 2**20
             result = run_build(["--source", f"wiktionary:{source}", "--no-numbers"], folder / f"w{copies}")

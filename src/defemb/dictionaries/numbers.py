@@ -14,20 +14,14 @@ from collections.abc import Iterable, Iterator
 from num2words import num2words
 
 from defemb.dictionaries.entry import Entry
+from defemb.tokens import surface
 
 SOURCE = "numbers"
-MARKERS = ("##", "Ġ", "▁")  # WordPiece word-internal, byte-level BPE and SentencePiece word-initial
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "²", which num2words rejects
 _ORDINAL = re.compile(r"([0-9]+)(st|nd|rd|th)")
 _DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
 YEARS = range(1100, 2100)
 MAX_CARDINAL_DIGITS = 30
-
-
-def strip_markers(surface: str) -> str:
-    for marker in MARKERS:
-        surface = surface.removeprefix(marker)
-    return surface
 
 
 def ordinal_suffix(value: int) -> str:
@@ -78,7 +72,7 @@ def number_entries(tokens: Iterable[str]) -> Iterator[Entry]:
     """Yield entries for the numeric surfaces among ``tokens`` (each surface once, markers stripped)."""
     seen: set[str] = set()
     for token in tokens:
-        text = strip_markers(token)
+        text = surface(token)
         if text in seen:
             continue
         where = f"{SOURCE}:{token}"
