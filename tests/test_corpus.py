@@ -196,3 +196,13 @@ def test_cli_strict_names_file_and_line(tiny_model_dir, tmp_path, capsys):
     assert main(["corpus", "stats", str(out), "--tokenizer", str(tiny_model_dir("bert"))]) == 0
     assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", "nope:x",
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_saved_truncation_and_padding_are_ignored(minilm_dir):
+    # MiniLM's tokenizer.json pads and truncates to 128: records must hold the real ids, unpadded.
+    tok = Tokenizing.load(str(minilm_dir), 512)
+    long = Entry("park", "noun", " ".join(["a green place in the city"] * 40), "test", "t:1")
+    short, cut = make_records([ENTRIES[4], long], tok, SkipLog())
+    assert short["input_ids"] == tok.tokenizer(short["prompt"])["input_ids"]
+    assert tok.tokenizer.pad_token_id not in short["input_ids"] and len(short["input_ids"]) < 30
+    assert 128 < len(cut["input_ids"]) <= 512 and cut["input_ids"][-1] == tok.tokenizer.sep_token_id

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import transformers
 
 from defemb.errors import DefembError
+from defemb.models import plain_backend
 
 BANDS = ("frequent", "medium", "rare")
 BAND_SHARES = (0.3, 0.5, 0.2)
@@ -130,30 +132,32 @@ def _wordfreq_counts(tokenizer, limit: int, word_initial_space: bool) -> np.ndar
     # Byte-level BPE marks word-initial pieces (Ġ): tokenize words as they appear in running text.
     texts = [" " + w for w in words] if word_initial_space else words
     counts = np.zeros(limit, dtype=np.float64)
+    encode = _encoder(tokenizer)
     for start in range(0, len(texts), _BATCH):
-        batch = _encode(tokenizer, texts[start : start + _BATCH])
+        batch = encode(texts[start : start + _BATCH])
         counts += _count_ids(batch, limit, freqs[start : start + _BATCH])
     return counts
 
 
 def _corpus_counts(tokenizer, limit: int, path: Path) -> np.ndarray:
     counts = np.zeros(limit, dtype=np.float64)
+    encode = _encoder(tokenizer)
     batch: list[str] = []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if line.strip():
                 batch.append(line.rstrip("\n"))
             if len(batch) == _BATCH:
-                counts += _count_ids(_encode(tokenizer, batch), limit)
+                counts += _count_ids(encode(batch), limit)
                 batch = []
     if batch:
-        counts += _count_ids(_encode(tokenizer, batch), limit)
+        counts += _count_ids(encode(batch), limit)
     return counts
 
 
-def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids without specials; straight through the Rust backend when there is one."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+def _encoder(tokenizer) -> Callable[[list[str]], list[list[int]]]:
+    """texts -> token ids without specials; straight through the Rust backend when there is one."""
+    backend = plain_backend(tokenizer)
     if backend is not None:
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return lambda texts: [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from defemb.errors import DefembError
@@ -124,6 +125,21 @@ def load_tokenizer(name: str, trust_remote_code: bool = False) -> transformers.P
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise DefembError(f"cannot load a tokenizer from '{name}': {_first_line(exc)}") from exc
+
+
+def plain_backend(tokenizer: transformers.PreTrainedTokenizerBase):
+    """A copy of the Rust tokenizer with no truncation and no padding, or None for slow tokenizers.
+
+    Some checkpoints (MiniLM among them) save truncation and padding to 128 in tokenizer.json; the
+    backend would then silently cut or pad every text it encodes.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    plain = Tokenizer.from_str(backend.to_str())
+    plain.no_truncation()
+    plain.no_padding()
+    return plain
 
 
 def _first_line(exc: BaseException) -> str:

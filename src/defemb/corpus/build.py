@@ -25,7 +25,7 @@ from defemb.corpus.align import span_positions
 from defemb.corpus.prompts import build_prompt
 from defemb.dictionaries import Entry, SkipLog, number_entries, read_source
 from defemb.errors import DefembError
-from defemb.models import load_tokenizer, tokenizer_kind
+from defemb.models import load_tokenizer, plain_backend, tokenizer_kind
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
 
 CHUNK_ENTRIES = 4096
@@ -39,6 +39,7 @@ class Tokenizing:
     kind: str
     max_tokens: int
     specials: int  # tokens the tokenizer adds around a text ([CLS] ... [SEP])
+    backend: object  # the Rust tokenizer without saved truncation/padding
 
     @classmethod
     def load(cls, name: str, max_tokens: int, trust_remote_code: bool = False) -> Tokenizing:
@@ -46,7 +47,13 @@ class Tokenizing:
         if not getattr(tokenizer, "is_fast", False):
             raise DefembError(f"tokenizer of '{name}' is not a fast (Rust) tokenizer; offsets are needed")
         limit = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else max_tokens
-        return cls(tokenizer, tokenizer_kind(tokenizer), min(max_tokens, limit), tokenizer.num_special_tokens_to_add())
+        return cls(
+            tokenizer,
+            tokenizer_kind(tokenizer),
+            min(max_tokens, limit),
+            tokenizer.num_special_tokens_to_add(),
+            plain_backend(tokenizer),
+        )
 
     def normalise(self, text: str) -> str:
         normalizer = self.tokenizer.backend_tokenizer.normalizer
@@ -72,7 +79,7 @@ def entries(config: CorpusConfig, tok: Tokenizing, skips: SkipLog) -> Iterator[E
 
 def _encode(tok: Tokenizing, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[str]]]:
     """Ids, character offsets and token strings, straight from the Rust backend (batched, parallel)."""
-    batch = tok.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=True)
+    batch = tok.backend.encode_batch(texts, add_special_tokens=True)
     return [(e.ids, e.offsets, e.tokens) for e in batch]
 
 
