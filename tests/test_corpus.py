@@ -127,7 +127,8 @@ def test_build_writes_splits_stats_and_refuses_to_overwrite(tiny_model_dir, tmp_
     assert stats["records"] == {"train": len(train), "valid": len(valid)}
     assert stats["skipped"] == {"missing-field": 1, "empty-definition": 1}
     assert stats["sources"]["numbers"] > 0  # every numeric vocabulary token got a definition
-    assert json.loads((out / "config.json").read_text())["tokenizer_kind"] == "wordpiece"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["tokenizer_kind"] == "wordpiece" and len(saved["vocab_hash"]) == 64
     assert not (tmp_path / "corpus.partial").exists()
     with pytest.raises(Exception, match="already exists"):
         build_corpus(config, out)

@@ -9,6 +9,7 @@ with remote code unless the caller asks for it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -140,6 +141,15 @@ def plain_backend(tokenizer: transformers.PreTrainedTokenizerBase):
     plain.no_truncation()
     plain.no_padding()
     return plain
+
+
+def vocabulary_hash(tokenizer: transformers.PreTrainedTokenizerBase) -> str:
+    """SHA-256 of the (token, id) pairs: artefacts built for one tokenizer check it against another."""
+    items = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    digest = hashlib.sha256()
+    for token, token_id in items:
+        digest.update(f"{token_id}\t{token}\n".encode())
+    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

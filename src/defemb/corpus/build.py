@@ -25,7 +25,7 @@ from defemb.corpus.align import span_positions
 from defemb.corpus.prompts import build_prompt
 from defemb.dictionaries import Entry, SkipLog, number_entries, read_source
 from defemb.errors import DefembError
-from defemb.models import load_tokenizer, plain_backend, tokenizer_kind
+from defemb.models import load_tokenizer, plain_backend, tokenizer_kind, vocabulary_hash
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
 
 CHUNK_ENTRIES = 4096
@@ -180,6 +180,7 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
         **config.to_dict(),
         "max_tokens": tok.max_tokens,
         "tokenizer_kind": tok.kind,
+        "vocab_hash": vocabulary_hash(tok.tokenizer),
         "inputs": input_fingerprints(config),
     }
     if work.exists():
