@@ -118,3 +118,65 @@ class CorpusConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Optimiser presets: the paper's Table 12 for full-size models, and "small" for CPU runs on small models
+# (larger learning rate for the projection W, ridge warm start; see docs/results.md for what they give).
+PRESETS: dict[str, dict[str, Any]] = {
+    "roberta": dict(steps=400_000, warmup=24_000, tokens=4096, lr=1e-4, optimizer="adam", schedule="inverse_sqrt",
+                    head_lr_scale=1.0, warm_start=False),
+    "bart": dict(steps=250_000, warmup=20_000, tokens=4096, lr=1e-4, optimizer="adam", schedule="inverse_sqrt",
+                 head_lr_scale=1.0, warm_start=False),
+    "t5": dict(steps=125_000, warmup=0, tokens=8192, lr=1e-3, optimizer="adafactor", schedule="constant",
+               head_lr_scale=1.0, warm_start=False),
+    "small": dict(steps=2000, warmup=100, tokens=4096, lr=1e-4, optimizer="adam", schedule="inverse_sqrt",
+                  head_lr_scale=10.0, warm_start=True),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `defemb train`; None fields take the preset's value."""
+
+    model: str
+    corpus: str
+    preset: str = field(default="small", metadata={"help": "roberta | bart | t5 (paper Table 12) | small"})
+    table: str = field(default="input", metadata={"help": "the table to mimic: input | encoder | decoder"})
+    objective: str = field(default="mimic", metadata={"help": "mimic (MSE to pretrained rows) | lm (ablation)"})
+    steps: int | None = None
+    warmup: int | None = None
+    tokens: int | None = field(default=None, metadata={"help": "token budget per batch (padded tokens)"})
+    lr: float | None = None
+    head_lr_scale: float | None = field(default=None, metadata={"help": "learning rate of W / of the body"})
+    optimizer: str | None = None
+    schedule: str | None = None
+    warm_start: bool | None = field(default=None, metadata={"help": "initialise W by ridge least squares"})
+    grad_accum: int = 1
+    eval_every: int = 200
+    save_every: int = 200
+    patience: int = field(default=0, metadata={"help": "evaluations without improvement before stopping; 0 = off"})
+    train_embeddings: bool = False
+    max_valid: int = field(default=2000, metadata={"help": "validation prompts used per evaluation"})
+    seed: int = 0
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise DefembError(f"unknown --preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.objective not in ("mimic", "lm"):
+            raise DefembError(f"unknown --objective '{self.objective}'; choose mimic or lm")
+        if self.table == "output":
+            raise DefembError("--table output: DefinitionEMB rebuilds input tables (tied heads follow them)")
+        _check_table(self.table)
+        for name in ("steps", "tokens", "grad_accum", "eval_every", "save_every", "max_valid"):
+            _check_positive(name.replace("_", "-"), getattr(self, name))
+        if self.optimizer not in ("adam", "adafactor") or self.schedule not in ("inverse_sqrt", "constant"):
+            raise DefembError(f"unknown optimizer/schedule {self.optimizer}/{self.schedule}")
+        if not self.lr > 0 or not self.head_lr_scale > 0:
+            raise DefembError(f"--lr and --head-lr-scale must be positive (got {self.lr}, {self.head_lr_scale})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

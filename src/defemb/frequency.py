@@ -132,7 +132,7 @@ def _wordfreq_counts(tokenizer, limit: int, word_initial_space: bool) -> np.ndar
     # Byte-level BPE marks word-initial pieces (Ġ): tokenize words as they appear in running text.
     texts = [" " + w for w in words] if word_initial_space else words
     counts = np.zeros(limit, dtype=np.float64)
-    encode = _encoder(tokenizer)
+    encode = encoder(tokenizer)
     for start in range(0, len(texts), _BATCH):
         batch = encode(texts[start : start + _BATCH])
         counts += _count_ids(batch, limit, freqs[start : start + _BATCH])
@@ -141,7 +141,7 @@ def _wordfreq_counts(tokenizer, limit: int, word_initial_space: bool) -> np.ndar
 
 def _corpus_counts(tokenizer, limit: int, path: Path) -> np.ndarray:
     counts = np.zeros(limit, dtype=np.float64)
-    encode = _encoder(tokenizer)
+    encode = encoder(tokenizer)
     batch: list[str] = []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
@@ -155,7 +155,7 @@ def _corpus_counts(tokenizer, limit: int, path: Path) -> np.ndarray:
     return counts
 
 
-def _encoder(tokenizer) -> Callable[[list[str]], list[list[int]]]:
+def encoder(tokenizer) -> Callable[[list[str]], list[list[int]]]:
     """texts -> token ids without specials; straight through the Rust backend when there is one."""
     backend = plain_backend(tokenizer)
     if backend is not None:

@@ -1,0 +1,1 @@
+"""DefinitionEMB: masking per architecture, the model (body + W), training, embedding."""

@@ -1,0 +1,114 @@
+"""Turn a corpus record into a model input with target positions, one strategy per architecture (METHOD §7).
+
+Every strategy returns an `Example`: the token ids the model reads (for encoder-decoders also the
+decoder ids), the positions whose last hidden state predicts a row, and the token ids whose pretrained
+rows are the targets. Randomness comes from a caller-supplied ``torch.Generator``, so a run seeded per
+step masks identically after a resume.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+MASK_SHARE, RANDOM_SHARE = 0.5, 0.25  # BERT-style corruption: 50 % mask, 25 % random, 25 % kept
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    positions: list[int]  # where the prediction is read (in decoder_input_ids for encoder-decoders)
+    targets: list[int]  # token ids whose pretrained rows are the targets
+    decoder_input_ids: list[int] | None = None
+
+
+@dataclass
+class Vocabulary:
+    """Token facts the strategies need, resolved once from the tokenizer."""
+
+    mask_id: int | None
+    sentinels: list[int]  # <extra_id_0>, <extra_id_1>, ... or [mask_id] for BART-style models
+    special_ids: frozenset[int]
+    size: int
+    decoder_start_id: int | None = None
+    trailing_specials: int = 0  # tokens the tokenizer appends after a text (e.g. </s>, [SEP])
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, decoder_start_id: int | None = None) -> Vocabulary:
+        vocab = tokenizer.get_vocab()
+        numbered = sorted(
+            ((int(m.group(1)), i) for t, i in vocab.items() if (m := re.fullmatch(r"<extra_id_(\d+)>", t))),
+        )
+        mask_id = tokenizer.mask_token_id
+        sentinels = [i for _, i in numbered] or ([mask_id] if mask_id is not None else [])
+        probe = tokenizer("a")["input_ids"]
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        trailing = len(probe) - len(plain) - next(k for k in range(len(probe)) if probe[k : k + len(plain)] == plain)
+        return cls(mask_id, sentinels, frozenset(tokenizer.all_special_ids), len(tokenizer), decoder_start_id,
+                   trailing)
+
+
+def corrupt_encoder(record: dict, vocab: Vocabulary, generator: torch.Generator) -> Example:
+    """Encoder-only: corrupt every token of every occurrence; predict each at its own position."""
+    if vocab.mask_id is None:
+        raise ValueError("the tokenizer has no mask token; encoder-only training needs one")
+    ids = list(record["input_ids"])
+    positions = [p for group in record["word_positions"] for p in group]
+    draws = torch.rand(len(positions), generator=generator).tolist()
+    randoms = torch.randint(0, vocab.size, (len(positions),), generator=generator).tolist()
+    targets = [ids[p] for p in positions]
+    for p, draw, random_id in zip(positions, draws, randoms, strict=True):
+        if draw < MASK_SHARE:
+            ids[p] = vocab.mask_id
+        elif draw < MASK_SHARE + RANDOM_SHARE:
+            ids[p] = random_id if random_id not in vocab.special_ids else vocab.mask_id
+    return Example(ids, positions, targets)
+
+
+def sentinel_seq2seq(record: dict, vocab: Vocabulary, generator: torch.Generator | None = None) -> Example:
+    """Encoder-decoder: each occurrence becomes a sentinel; the decoder reads ``<M1> w1 <M2> w2 ...``.
+
+    With teacher forcing the decoder state at index t (input: label t−1) predicts label t, so the
+    positions are those of the word tokens in the label sequence.
+    """
+    if not vocab.sentinels or vocab.decoder_start_id is None:
+        raise ValueError("the tokenizer has neither <extra_id_N> sentinels nor a mask token")
+    ids = record["input_ids"]
+    groups = record["word_positions"]
+    start_of = {group[0]: k for k, group in enumerate(groups)}
+    skip = {p for group in groups for p in group}
+    encoder_ids, labels, label_is_word = [], [], []
+    for p, token in enumerate(ids):
+        if p in start_of:
+            k = start_of[p]
+            sentinel = vocab.sentinels[min(k, len(vocab.sentinels) - 1)]
+            encoder_ids.append(sentinel)
+            labels.append(sentinel)
+            label_is_word.append(False)
+            for q in groups[k]:
+                labels.append(ids[q])
+                label_is_word.append(True)
+        elif p not in skip:
+            encoder_ids.append(token)
+    decoder_input_ids = [vocab.decoder_start_id, *labels[:-1]]
+    positions = [t for t, is_word in enumerate(label_is_word) if is_word]
+    return Example(encoder_ids, positions, [labels[t] for t in positions], decoder_input_ids)
+
+
+def definition_first(record: dict, vocab: Vocabulary, generator: torch.Generator | None = None) -> Example:
+    """Decoder-only: the prompt without the word, then the word; each word token is predicted from the
+    state before it (its position minus one)."""
+    ids = record["input_ids"]
+    groups = record["word_positions"]
+    skip = {p for group in groups for p in group}
+    end = len(ids) - vocab.trailing_specials
+    context = [token for p, token in enumerate(ids[:end]) if p not in skip]
+    word = [ids[p] for p in groups[-1]]  # the last occurrence: the word-initial form for byte-level BPE
+    sequence = context + word
+    positions = list(range(len(context) - 1, len(sequence) - 1))
+    return Example(sequence, positions, word)
+
+
+STRATEGIES = {"encoder": corrupt_encoder, "encoder-decoder": sentinel_seq2seq, "decoder": definition_first}

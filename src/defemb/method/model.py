@@ -1,0 +1,87 @@
+"""The DefinitionEMB model: a pretrained LM body and a projection W from its hidden states to rows.
+
+ẽ(p_k) = W · h_g(k), W ∈ R^{h_e × h_s}, no bias, initialised N(0, h_s^-1/2) (METHOD §7). The body is
+the loaded checkpoint itself (its own class, so nothing is re-initialised); its token tables stay
+frozen unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from defemb.method.masking import Example
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    rows: torch.Tensor  # (N,) batch index of each prediction
+    positions: torch.Tensor  # (N,) position of each prediction (in the decoder sequence for seq2seq)
+    targets: torch.Tensor  # (N,) token ids whose pretrained rows are the targets
+    decoder_input_ids: torch.Tensor | None = None  # (B, S)
+    decoder_attention_mask: torch.Tensor | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Useful (non-padding) tokens, for throughput figures."""
+        total = int(self.attention_mask.sum())
+        return total + (int(self.decoder_attention_mask.sum()) if self.decoder_attention_mask is not None else 0)
+
+
+def _pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for k, s in enumerate(sequences):
+        ids[k, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[k, : len(s)] = 1
+    return ids, mask
+
+
+def collate(examples: list[Example], pad_id: int) -> Batch:
+    """Pad to the longest example of the batch (batches are length-bucketed, so padding is small)."""
+    input_ids, attention_mask = _pad([e.input_ids for e in examples], pad_id)
+    rows = torch.tensor([k for k, e in enumerate(examples) for _ in e.positions], dtype=torch.long)
+    positions = torch.tensor([p for e in examples for p in e.positions], dtype=torch.long)
+    targets = torch.tensor([t for e in examples for t in e.targets], dtype=torch.long)
+    batch = Batch(input_ids, attention_mask, rows, positions, targets)
+    if examples[0].decoder_input_ids is not None:
+        batch.decoder_input_ids, batch.decoder_attention_mask = _pad([e.decoder_input_ids for e in examples], pad_id)
+    return batch
+
+
+class DefinitionEMB(nn.Module):
+    """Body + projection head; ``forward`` returns one predicted row per target. # (N, h_e)"""
+
+    def __init__(self, body: nn.Module, kind: str, row_size: int, seed_generator: torch.Generator | None = None):
+        super().__init__()
+        self.body = body
+        self.kind = kind
+        hidden = body.config.get_text_config(decoder=True).hidden_size  # the states we read (decoder's for seq2seq)
+        self.head = nn.Linear(hidden, row_size, bias=False)
+        with torch.no_grad():
+            self.head.weight.normal_(0.0, hidden**-0.5, generator=seed_generator)
+
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        """Last hidden state at every position the batch predicts from. # (N, h_s)"""
+        if self.kind == "encoder-decoder":
+            out = self.body(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                decoder_input_ids=batch.decoder_input_ids,
+                decoder_attention_mask=batch.decoder_attention_mask,
+                output_hidden_states=True,
+                use_cache=False,
+            )
+            states = out.decoder_hidden_states[-1]  # (B, S, h)
+        else:
+            base = self.body.base_model
+            states = base(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return states[batch.rows, batch.positions]
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.head(self.hidden_states(batch))

@@ -1,0 +1,305 @@
+"""`defemb train`: fit DefinitionEMB to mimic the pretrained rows from definitions (METHOD §7).
+
+Run directory: ``config.json`` (resolved), ``metrics.jsonl``, ``checkpoint/`` (atomic; everything a
+resume needs), and at the end ``model/`` (the trained body, `save_pretrained`) and ``head.safetensors``
+(W). Resuming restores weights, optimiser, schedule, the global RNG (dropout) and the position in the
+epoch's batch plan; masking draws come from a generator seeded by (seed, step). So on CPU a run killed
+and resumed ends with the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from tqdm import tqdm
+
+from defemb.config import TrainConfig
+from defemb.errors import DefembError
+from defemb.method.data import batch_plan, check_corpus, load_records
+from defemb.method.masking import STRATEGIES, Vocabulary
+from defemb.method.model import DefinitionEMB, collate
+from defemb.models import get_table_module
+from defemb.models import load_model as load_hf_model
+from defemb.outputs import check_writable, write_json_atomic
+from defemb.seeding import seed_everything
+
+RIDGE_EXAMPLES = 1024
+
+
+class Trainer:
+    """Holds everything one run needs; `train()` runs (or continues) it."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.world > 1 and not torch.distributed.is_initialized():  # launched by torchrun / accelerate
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        seed_everything(config.seed)
+        self.loaded = load_hf_model(config.model, trust_remote_code=config.trust_remote_code)
+        self.kind = self.loaded.kind
+        self.corpus_config = check_corpus(config.corpus, self.loaded.tokenizer)
+        table = get_table_module(self.loaded.model, config.table).weight
+        self.targets = table.detach().clone().float()  # frozen pretrained rows (V, h_e)
+        start = getattr(self.loaded.model.config, "decoder_start_token_id", None)
+        self.vocab = Vocabulary.from_tokenizer(self.loaded.tokenizer, start)
+        self.strategy = STRATEGIES[self.kind]
+        tokenizer = self.loaded.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.train_records = load_records(config.corpus, "train")
+        self.valid_records = load_records(config.corpus, "valid", config.max_valid)
+        if not self.train_records:
+            raise DefembError(f"corpus '{config.corpus}' has no training records")
+        self.lengths = np.array([len(r["input_ids"]) for r in self.train_records])
+        generator = torch.Generator().manual_seed(config.seed)
+        self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator)
+        self._freeze_tables()
+        self.optimizer, self.scheduler = self._optimiser()
+        self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
+
+    # ----------------------------------------------------------------------------------------- set-up
+    def _freeze_tables(self) -> None:
+        """Token tables get no gradient and no optimiser state unless --train-embeddings."""
+        if self.config.train_embeddings:
+            return
+        for module in self.loaded.model.modules():
+            if isinstance(module, torch.nn.Embedding) and module.weight.shape[0] >= len(self.loaded.tokenizer):
+                module.weight.requires_grad_(False)
+        output = self.loaded.model.get_output_embeddings() if hasattr(self.loaded.model, "get_output_embeddings") else None
+        if output is not None:
+            output.weight.requires_grad_(False)
+
+    def _optimiser(self):
+        c = self.config
+        body = [p for n, p in self.model.body.named_parameters() if p.requires_grad]
+        groups = [{"params": body, "lr": c.lr}, {"params": [self.model.head.weight], "lr": c.lr * c.head_lr_scale}]
+        if c.optimizer == "adafactor":
+            from transformers.optimization import Adafactor
+
+            optimizer = Adafactor(groups, lr=c.lr, scale_parameter=False, relative_step=False, warmup_init=False)
+        else:
+            optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=0.01)
+        warmup = max(c.warmup, 0)
+
+        def factor(step: int) -> float:
+            if c.schedule == "constant":
+                return 1.0
+            if warmup and step < warmup:
+                return max(step, 1) / warmup
+            return math.sqrt(max(warmup, 1) / max(step, 1)) if step >= max(warmup, 1) else 1.0
+
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _examples(self, records: list[dict], generator: torch.Generator):
+        return collate([self.strategy(r, self.vocab, generator) for r in records], self.pad_id)
+
+    def _loss(self, predictions: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(optimised loss, per-prediction squared error ‖e − ẽ‖²) for predictions (N, h_e)."""
+        targets = self.targets[batch.targets]
+        squared = ((predictions - targets) ** 2).sum(dim=-1)  # (N,)
+        if self.config.objective == "lm":
+            loss_each = torch.nn.functional.cross_entropy(predictions @ self.targets.T, batch.targets, reduction="none")
+        else:
+            loss_each = squared
+        # per prompt: mean over its predicted positions; then summed over the batch (Eq. 5)
+        counts = torch.bincount(batch.rows, minlength=batch.input_ids.shape[0]).clamp(min=1).float()
+        per_prompt = torch.zeros_like(counts).index_add_(0, batch.rows, loss_each) / counts
+        return per_prompt.sum(), squared.detach()
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean ‖e − ẽ‖² over the validation predictions (eval mode, fixed masking draws)."""
+        self.model.eval()
+        generator = torch.Generator().manual_seed(self.config.seed + 7919)
+        total, count = 0.0, 0
+        for start in range(0, len(self.valid_records), 64):
+            batch = self._examples(self.valid_records[start : start + 64], generator)
+            _, squared = self._loss(self.model(batch), batch)
+            total, count = total + float(squared.sum()), count + len(squared)
+        self.model.train()
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def warm_start_head(self) -> None:
+        """W by ridge least squares on the frozen model's states at masked positions (METHOD lead)."""
+        self.model.eval()
+        generator = torch.Generator().manual_seed(self.config.seed + 104729)
+        states, targets = [], []
+        for start in range(0, min(RIDGE_EXAMPLES, len(self.train_records)), 64):
+            batch = self._examples(self.train_records[start : min(start + 64, RIDGE_EXAMPLES)], generator)
+            states.append(self.model.hidden_states(batch).double())
+            targets.append(self.targets[batch.targets].double())
+        H, T = torch.cat(states), torch.cat(targets)  # (n, h_s), (n, h_e)
+        gram = H.T @ H
+        ridge = 1e-3 * torch.trace(gram) / gram.shape[0]
+        W = torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), H.T @ T)  # (h_s, h_e)
+        self.model.head.weight.copy_(W.T.float())
+        self.model.train()
+
+    # -------------------------------------------------------------------------------- checkpointing
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.tmp-", dir=self.run_dir))
+        save_model(self.model, tmp / "model.safetensors")
+        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file({"cpu_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
+        state = {"step": self.step, "epoch": self.epoch, "position": self.position, "best": self.best,
+                 "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
+        (tmp / "state.json").write_text(json.dumps(state))
+        final = self.run_dir / "checkpoint"
+        if final.exists():
+            old = self.run_dir / ".checkpoint.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+
+    def load_checkpoint(self) -> None:
+        folder = self.run_dir / "checkpoint"
+        load_model(self.model, folder / "model.safetensors")
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        torch.set_rng_state(load_file(folder / "rng.safetensors")["cpu_rng"])
+        state = json.loads((folder / "state.json").read_text())
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.best, self.bad_evals = state["best"], state["bad_evals"]
+        self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Drop metric lines logged after the checkpoint: the resumed run logs those steps again."""
+        path = self.run_dir / "metrics.jsonl"
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, **values) -> None:
+        if self.rank == 0:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": self.step, **values}) + "\n")
+
+    # -------------------------------------------------------------------------------------- the loop
+    def train(self) -> dict:
+        c = self.config
+        model = self.model
+        if self.world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(self.model)
+        model.train()
+        if self.step == 0:
+            self.log(event="start", valid_mse_mean_row=self.mean_row_mse(), valid_mse=self.validate())
+            if c.warm_start:
+                self.warm_start_head()
+                self.log(event="warm_start", valid_mse=self.validate())
+        progress = tqdm(total=c.steps, initial=self.step, desc="train", disable=self.rank != 0)
+        window, started = [], time.perf_counter()
+        while self.step < c.steps:
+            plan = batch_plan(self.lengths, c.tokens, c.seed, self.epoch)
+            plan = plan[self.rank :: self.world]
+            while self.position < len(plan) and self.step < c.steps:
+                squared = self._update(model, plan)
+                if not torch.isfinite(squared).all():
+                    raise DefembError(
+                        f"loss became NaN/inf at step {self.step + 1}; stopped. The last good checkpoint "
+                        f"is kept in {self.run_dir / 'checkpoint'} (lower --lr and resume from it)"
+                    )
+                self.step += 1
+                window.append(float(squared.mean()))
+                progress.update(1)
+                if self.step % c.eval_every == 0 or self.step == c.steps:
+                    valid = self.validate()
+                    elapsed = time.perf_counter() - started
+                    self.log(train_mse=float(np.mean(window)), valid_mse=valid, lr=self.scheduler.get_last_lr()[0],
+                             seconds=round(elapsed, 2))
+                    window = []
+                    self.bad_evals = 0 if valid < self.best else self.bad_evals + 1
+                    self.best = min(self.best, valid)
+                    if c.patience and self.bad_evals >= c.patience:
+                        self.save_checkpoint()
+                        progress.close()
+                        return self.finish(early_stop=True)
+                if self.step % c.save_every == 0:
+                    self.save_checkpoint()
+            if self.position >= len(plan):
+                self.epoch, self.position = self.epoch + 1, 0
+        progress.close()
+        self.save_checkpoint()
+        return self.finish(early_stop=False)
+
+    def _update(self, model, plan: list[np.ndarray]) -> torch.Tensor:
+        """One optimiser step over ``grad_accum`` batches; returns the squared errors seen."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        squared_all = []
+        for _ in range(self.config.grad_accum):
+            if self.position >= len(plan):
+                break
+            records = [self.train_records[i] for i in plan[self.position]]
+            self.position += 1
+            batch = self._examples(records, generator)
+            loss, squared = self._loss(model(batch), batch)  # through the DDP wrapper when distributed
+            (loss / self.config.grad_accum).backward()
+            squared_all.append(squared)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return torch.cat(squared_all)
+
+    @torch.no_grad()
+    def mean_row_mse(self) -> float:
+        """The trivial predictor every training run must beat: the mean pretrained row."""
+        mean = self.targets.mean(dim=0)
+        ids = [t for r in self.valid_records for g in r["word_positions"] for t in (r["input_ids"][p] for p in g)]
+        if not ids:
+            return float("nan")
+        return float(((self.targets[torch.tensor(ids)] - mean) ** 2).sum(dim=-1).mean())
+
+    def finish(self, early_stop: bool) -> dict:
+        summary = {"steps": self.step, "best_valid_mse": self.best, "early_stop": early_stop}
+        if self.rank == 0:
+            self.loaded.model.save_pretrained(self.run_dir / "model")
+            self.loaded.tokenizer.save_pretrained(self.run_dir / "model")
+            save_file({"weight": self.model.head.weight.detach().contiguous()}, self.run_dir / "head.safetensors")
+            write_json_atomic(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def train(config: TrainConfig, run_dir: str | Path, force: bool = False) -> dict:
+    """Start a new run in ``run_dir``."""
+    run_dir = Path(run_dir)
+    check_writable(run_dir, force)
+    trainer = Trainer(config, run_dir)  # loads and checks everything before the directory is touched
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    resolved = {**asdict(config), "kind": trainer.kind, "vocab_hash": trainer.corpus_config["vocab_hash"]}
+    write_json_atomic(run_dir / "config.json", resolved)
+    return trainer.train()
+
+
+def resume(run_dir: str | Path) -> dict:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved config."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise DefembError(f"'{run_dir}' is not a training run (no config.json)")
+    saved = json.loads(config_file.read_text())
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    trainer = Trainer(config, run_dir)
+    if (run_dir / "checkpoint" / "state.json").is_file():
+        trainer.load_checkpoint()
+    else:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # nothing was kept: start over cleanly
+    return trainer.train()

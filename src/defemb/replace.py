@@ -1,0 +1,299 @@
+"""Replacement before fine-tuning (METHOD §9): choose the tokens, blend in their definition rows, write a checkpoint.
+
+V_task is the set of ranked (non-special) vocabulary tokens that occur in the task's training text. It is
+ordered by the model's frequency ranking (§3) and, of the V_task tokens that have a definition row, the
+last (rarest) min(⌊α % · |V|⌋, |V_task|) are replaced, |V| being the number of ranked tokens. ``--all``
+replaces every ranked token that has a row. Special tokens are never replaced.
+
+Which text a task file contributes (so labels, ids and scores do not count as task vocabulary):
+
+* ``.tsv`` / ``.csv`` (first row is a header; ``.tsv`` is read without quoting, like GLUE): the columns whose
+  name contains one of `TEXT_COLUMN_WORDS` (case-insensitive: ``sentence1``, ``#1 String``, ``article``...);
+  if no name matches, every column whose non-empty values in the first `SNIFF_ROWS` rows are mostly
+  (more than half) not numbers;
+* ``.jsonl``: every string value of every record, nested ones included (keys are not text);
+* any other file: every line.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from defemb.analysis.analyze import vocabulary
+from defemb.analysis.projection import printable
+from defemb.embeddings import EMBEDDING_TABLES, DefinitionEmbeddings, load_embeddings
+from defemb.errors import DefembError
+from defemb.frequency import encoder, parse_method, rank_tokens
+from defemb.models import LoadedModel, get_table, load_model, save_model, set_table, tying, vocabulary_hash
+from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
+
+TEXT_COLUMN_WORDS = (
+    "sentence", "string", "text", "article", "document", "highlights", "summary", "question", "premise", "hypothesis",
+)  # fmt: skip
+SNIFF_ROWS = 1000
+_BATCH = 2048
+# Articles in summarisation CSVs exceed the csv module's default 128 KiB field limit.
+_FIELD_LIMIT = 2**31 - 1
+
+
+@dataclass
+class ReplaceConfig:
+    """Settings of `defemb replace`."""
+
+    model: str = field(metadata={"help": "local HF directory, hub name, or the alias 'minilm'"})
+    embeddings: str = field(metadata={"help": "definition-embeddings file written by `defemb embed`"})
+    task_data: list[str] = field(default_factory=list, metadata={"help": "task training files (V_task)"})
+    alpha: float | None = field(default=None, metadata={"help": "percent of |V| to replace, in (0, 100]"})
+    all_tokens: bool = field(default=False, metadata={"help": "replace every token that has a row"})
+    blend: float = field(default=1.0, metadata={"help": "λ: new row = (1−λ)·old + λ·definition row"})
+    ranking: str | None = field(default=None, metadata={"help": "index | wordfreq | corpus:PATH"})
+    table: str | None = field(default=None, metadata={"help": "input | encoder | decoder (default: the file's)"})
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ranking is not None:
+            parse_method(self.ranking)
+        if self.table is not None and self.table not in EMBEDDING_TABLES:
+            raise DefembError(f"--table '{self.table}' cannot be replaced; choose one of {', '.join(EMBEDDING_TABLES)}")
+        if not 0.0 <= self.blend <= 1.0:  # also rejects NaN
+            raise DefembError(f"--blend must be in [0, 1] (got {self.blend})")
+        if self.all_tokens:
+            if self.alpha not in (None, 100):
+                raise DefembError(f"--all replaces every token with a row; drop --alpha {self.alpha} (or use 100)")
+            return
+        if self.alpha is None:
+            raise DefembError("give --alpha (percent of the vocabulary to replace) or --all")
+        if not 0.0 < self.alpha <= 100.0:
+            raise DefembError(f"--alpha must be in (0, 100] (got {self.alpha})")
+        if not self.task_data:
+            raise DefembError("--alpha needs --task-data (the task's training text); or pass --all")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def text_columns(header: list[str], rows: list[list[str]]) -> list[int]:
+    """Indices of the text columns of a table (rule in the module docstring)."""
+    named = [i for i, name in enumerate(header) if any(word in name.lower() for word in TEXT_COLUMN_WORDS)]
+    if named:
+        return named
+    textual = []
+    for i in range(len(header)):
+        values = [row[i] for row in rows if i < len(row) and row[i].strip()]
+        if values and sum(not _is_number(v) for v in values) > len(values) / 2:
+            textual.append(i)
+    return textual
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _tabular_texts(path: Path) -> Iterator[str]:
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
+    tsv = path.suffix.lower() == ".tsv"
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        if tsv:  # GLUE-style TSVs hold unbalanced quotes inside sentences: no quoting at all
+            rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            rows = csv.reader(handle)
+        header = next(rows, None)
+        if header is None:
+            return
+        head = list(itertools.islice(rows, SNIFF_ROWS))
+        columns = text_columns(header, head)
+        if not columns:
+            names = ", ".join(header)
+            raise DefembError(f"{path}: no text column (header: {names}); name one like 'sentence' or 'text'")
+        for row in itertools.chain(head, rows):
+            yield from (row[i] for i in columns if i < len(row) and row[i])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _jsonl_texts(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                why = f"not valid JSON ({exc.msg}); .jsonl needs one record a line"
+                raise DefembError(f"{path}:{number}: {why}") from exc
+            yield from _strings(record)
+
+
+def _line_texts(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        yield from (line.rstrip("\n") for line in handle if line.strip())
+
+
+def task_texts(path: str | Path) -> Iterator[str]:
+    """The text of one task file, streamed."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".tsv", ".csv"):
+        return _tabular_texts(path)
+    if suffix == ".jsonl":
+        return _jsonl_texts(path)
+    return _line_texts(path)
+
+
+def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def task_token_ids(tokenizer, paths: list[str], limit: int) -> np.ndarray:
+    """Sorted ids (< ``limit``) of every token the tokenizer produces on the task files. # (n,)"""
+    seen = np.zeros(limit, dtype=bool)
+    encode = encoder(tokenizer)
+    # disable=None: a bar on a terminal only, so logs and a failing run's stderr keep to the error line
+    with tqdm(desc="task data", unit=" texts", smoothing=0.1, disable=None) as progress:
+        for path in paths:
+            for batch in _batches(task_texts(path), _BATCH):
+                flat = np.fromiter(itertools.chain.from_iterable(encode(batch)), dtype=np.int64)
+                seen[flat[flat < limit]] = True
+                progress.update(len(batch))
+    return np.flatnonzero(seen).astype(np.int64)
+
+
+def replacement_count(alpha: float, n_vocab: int, n_task: int) -> int:
+    """min(⌊α % · |V|⌋, |V_task|); α read as the decimal the user typed, so 7 % of 500 is exactly 35."""
+    return min(math.floor(Fraction(repr(alpha)) * n_vocab / 100), n_task)
+
+
+def select_ids(order: np.ndarray, row_ids: np.ndarray, task_ids: np.ndarray | None, alpha: float | None) -> np.ndarray:
+    """Ids to replace, in ranking order (most frequent first).
+
+    ``order``: ranked non-special ids; ``row_ids``: ids with a definition row. ``alpha`` None (``--all``):
+    every ranked id with a row; otherwise the last ``replacement_count`` ranked ``task_ids`` with a row.
+    """
+    if alpha is None:
+        return order[np.isin(order, row_ids)]
+    task_ranked = order[np.isin(order, task_ids)]
+    candidates = task_ranked[np.isin(task_ranked, row_ids)]
+    k = replacement_count(alpha, len(order), len(task_ranked))
+    return candidates[max(len(candidates) - k, 0) :]
+
+
+def blend_rows(old: np.ndarray, new: np.ndarray, blend: float) -> np.ndarray:
+    """(1−λ)·old + λ·new, exact at λ = 0 and λ = 1. # (n, h)"""
+    return ((1.0 - blend) * old + blend * new).astype(old.dtype)
+
+
+def row_changes(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """‖old − new‖ and cos(old, new) per row (NaN cosine where a row is zero). # (n,), (n,)"""
+    old64, new64 = old.astype(np.float64), new.astype(np.float64)
+    norm_diff = np.linalg.norm(old64 - new64, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = (old64 * new64).sum(axis=1) / (np.linalg.norm(old64, axis=1) * np.linalg.norm(new64, axis=1))
+    return norm_diff, cosine
+
+
+def _check_inputs(config: ReplaceConfig) -> None:
+    """Missing files are reported before the (slow) model load."""
+    if not Path(config.embeddings).is_file():
+        raise DefembError(f"definition-embeddings file '{config.embeddings}' does not exist")
+    for path in config.task_data:
+        if not Path(path).is_file():
+            raise DefembError(f"task data file '{path}' does not exist")
+
+
+def _check_match(loaded: LoadedModel, definitions: DefinitionEmbeddings, path: str, E: np.ndarray, table: str) -> None:
+    model_hash = vocabulary_hash(loaded.tokenizer)
+    file_hash = definitions.metadata["vocab_hash"]
+    if file_hash != model_hash:
+        raise DefembError(
+            f"{path} was made for another vocabulary (vocab_hash {file_hash[:12]}…, model "
+            f"'{definitions.metadata['model']}') than {loaded.name}'s tokenizer (vocab_hash {model_hash[:12]}…)"
+        )
+    if definitions.hidden_size != E.shape[1]:
+        raise DefembError(
+            f"{path} has rows of dimension {definitions.hidden_size}, {loaded.name}'s {table} table has {E.shape[1]}"
+        )
+    too_large = definitions.token_ids[definitions.token_ids >= E.shape[0]]
+    if len(too_large):
+        raise DefembError(f"{path}: token id {int(too_large[0])} is beyond the {table} table's {E.shape[0]} rows")
+
+
+def _replaced_tsv(ids: np.ndarray, tokens: list[str], bands: np.ndarray, norm: np.ndarray, cos: np.ndarray) -> str:
+    lines = ["token\tid\tband\tnorm_diff\tcosine"]
+    for i, n, c in zip(ids, norm, cos, strict=True):
+        lines.append(f"{printable(tokens[i])}\t{i}\t{bands[i]}\t{n:.7g}\t{c:.7g}")
+    return "\n".join(lines) + "\n"
+
+
+def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict:
+    """Write a checkpoint whose chosen table has definition rows blended in; returns the summary (defemb.json)."""
+    check_writable(out, force)
+    _check_inputs(config)
+    definitions = load_embeddings(config.embeddings)
+    table = config.table or definitions.metadata["table"]
+    loaded = load_model(config.model, trust_remote_code=config.trust_remote_code)
+    E = get_table(loaded.model, table)  # (V, h)
+    _check_match(loaded, definitions, config.embeddings, E, table)
+    ranking = rank_tokens(loaded.tokenizer, E.shape[0], config.ranking, loaded.tokenizer_kind)
+    task_ids = None
+    if config.task_data:
+        task_ids = task_token_ids(loaded.tokenizer, config.task_data, max(len(loaded.tokenizer), E.shape[0]))
+    alpha = None if config.all_tokens else config.alpha
+    ids = select_ids(ranking.order, definitions.token_ids, task_ids, alpha)
+
+    row_of = {int(t): k for k, t in enumerate(definitions.token_ids)}
+    old = E[ids]  # (n, h)
+    new = blend_rows(old, definitions.embeddings[[row_of[int(i)] for i in ids]], config.blend)
+    E[ids] = new
+    set_table(loaded.model, E, table)  # in place, so a tied output head (or shared table) follows
+    norm_diff, cosine = row_changes(old, new)
+
+    in_task = ranking.order if task_ids is None else ranking.order[np.isin(ranking.order, task_ids)]
+    summary = {
+        "source_model": loaded.name,
+        "embeddings": str(config.embeddings),
+        "embeddings_metadata": definitions.metadata,
+        "table": table,
+        "ranking": ranking.method,
+        "vocabulary": len(ranking.order),
+        "task_tokens": None if task_ids is None else len(in_task),
+        "rows": len(definitions),
+        "candidates": int(np.isin(in_task, definitions.token_ids).sum()),
+        "replaced": len(ids),
+        "alpha": alpha,
+        "all": config.all_tokens,
+        "blend": config.blend,
+        "tying": tying(loaded.model),
+        "config": config.to_dict(),
+    }
+    tsv = _replaced_tsv(ids, vocabulary(loaded, E.shape[0]), ranking.band_of(E.shape[0]), norm_diff, cosine)
+    with atomic_dir(out, force) as tmp:
+        save_model(loaded, tmp)
+        write_text_atomic(tmp / "replaced.tsv", tsv)
+        write_json_atomic(tmp / "defemb.json", summary)
+    return summary

@@ -1,0 +1,157 @@
+"""DefinitionEMB: masking per architecture, training, exact resume after kill -9, embedding."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from defemb.cli import main
+from defemb.config import CorpusConfig, TrainConfig
+from defemb.corpus.build import build_corpus
+from defemb.method.masking import Vocabulary, corrupt_encoder, definition_first, sentinel_seq2seq
+from defemb.method.train import train
+from defemb.models import load_model
+
+WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green", "102"]
+
+
+@pytest.fixture(scope="module")
+def corpora(tiny_model_dir, tmp_path_factory):
+    """A small real corpus per family, built through the corpus stage."""
+    folder = tmp_path_factory.mktemp("corpora")
+    tsv = folder / "dict.tsv"
+    rows = [f"{w}\tnoun\ta {w} is a place in the city where people meet {k}" for k in range(6) for w in WORDS]
+    tsv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    def build(family: str):
+        out = folder / family
+        if not out.exists():
+            config = CorpusConfig(tokenizer=str(tiny_model_dir(family)), sources=[f"tsv:{tsv}"], numbers=False,
+                                  valid_percent=20, max_tokens=48)
+            build_corpus(config, out)
+        return out
+
+    return build
+
+
+def _records(corpus):
+    return [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()]
+
+
+def test_encoder_corruption_shares(tiny_model_dir, corpora):
+    loaded = load_model(str(tiny_model_dir("bert")))
+    vocab = Vocabulary.from_tokenizer(loaded.tokenizer)
+    record = _records(corpora("bert"))[0]
+    positions = [p for g in record["word_positions"] for p in g]
+    outcome = {"mask": 0, "kept": 0, "other": 0}
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        example = corrupt_encoder(record, vocab, generator)
+        assert example.positions == positions and example.targets == [record["input_ids"][p] for p in positions]
+        unchanged = [k for k in range(len(record["input_ids"])) if k not in positions]
+        assert all(example.input_ids[k] == record["input_ids"][k] for k in unchanged)
+        for p in positions:
+            token = example.input_ids[p]
+            outcome["mask" if token == vocab.mask_id else "kept" if token == record["input_ids"][p] else "other"] += 1
+    total = sum(outcome.values())
+    assert abs(outcome["mask"] / total - 0.5) < 0.06 and abs(outcome["kept"] / total - 0.25) < 0.06
+
+
+def test_seq2seq_sentinels(tiny_model_dir, corpora):
+    loaded = load_model(str(tiny_model_dir("t5")))
+    vocab = Vocabulary.from_tokenizer(loaded.tokenizer, loaded.model.config.decoder_start_token_id)
+    record = _records(corpora("t5"))[0]
+    example = sentinel_seq2seq(record, vocab)
+    groups = record["word_positions"]
+    sentinels = [vocab.sentinels[k] for k in range(len(groups))]
+    assert [t for t in example.input_ids if t in vocab.sentinels] == sentinels
+    word_tokens = [record["input_ids"][p] for g in groups for p in g]
+    assert example.targets == word_tokens
+    labels = example.decoder_input_ids[1:] + [example.targets[-1]]
+    for position, target in zip(example.positions, example.targets, strict=True):
+        assert labels[position] == target  # the state at `position` (input: the previous label) predicts it
+    assert example.decoder_input_ids[0] == loaded.model.config.decoder_start_token_id
+
+
+def test_decoder_reads_definition_then_word(tiny_model_dir, corpora):
+    loaded = load_model(str(tiny_model_dir("gpt2")))
+    vocab = Vocabulary.from_tokenizer(loaded.tokenizer)
+    record = _records(corpora("gpt2"))[0]
+    example = definition_first(record, vocab)
+    word = [record["input_ids"][p] for p in record["word_positions"][-1]]
+    assert example.input_ids[-len(word):] == word and example.targets == word
+    assert [example.input_ids[p + 1] for p in example.positions] == word
+    context = example.input_ids[: -len(word)]
+    assert len(context) == len(record["input_ids"]) - sum(len(g) for g in record["word_positions"])
+
+
+@pytest.mark.parametrize("family", ["bert", "t5", "gpt2", "t5gemma"])
+def test_training_lowers_the_loss(tiny_model_dir, corpora, tmp_path, family):
+    table = "decoder" if family == "t5gemma" else "input"
+    config = TrainConfig(model=str(tiny_model_dir(family)), corpus=str(corpora(family)), steps=60, lr=3e-3,
+                         warm_start=False, eval_every=60, save_every=60, tokens=1024, table=table)
+    summary = train(config, tmp_path / "run")
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    start, mean_row = metrics[0]["valid_mse"], metrics[0]["valid_mse_mean_row"]
+    # tiny random tables hold nothing to learn beyond their mean: close most of the gap to that predictor
+    assert summary["steps"] == 60 and summary["best_valid_mse"] < start - 0.6 * (start - mean_row)
+    for name in ("model/config.json", "head.safetensors", "checkpoint/state.json", "config.json", "summary.json"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_warm_start_beats_the_mean_row(tiny_model_dir, corpora, tmp_path):
+    config = TrainConfig(model=str(tiny_model_dir("bert")), corpus=str(corpora("bert")), steps=1, eval_every=1)
+    train(config, tmp_path / "run")
+    start, warm = (json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[:2])
+    assert warm["event"] == "warm_start" and warm["valid_mse"] < start["valid_mse"]
+
+
+def _run_cli(args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "defemb.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_kill_9_and_resume_gives_the_same_weights(tiny_model_dir, corpora, tmp_path):
+    args = ["train", str(tiny_model_dir("bert")), "--corpus", str(corpora("bert")), "--steps", "120",
+            "--save-every", "10", "--eval-every", "40", "--tokens", "512", "--seed", "3"]
+    reference = tmp_path / "reference"
+    assert main([*args, "--out", str(reference)]) == 0
+
+    run = tmp_path / "run"
+    process = _run_cli([*args, "--out", str(run)])
+    state = run / "checkpoint" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["step"] >= 30:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert json.loads(state.read_text())["step"] < 120
+    assert main(["train", "--resume", str(run)]) == 0
+    for name in ("head.safetensors", "model/model.safetensors"):
+        expected, resumed = load_file(reference / name), load_file(run / name)
+        assert expected.keys() == resumed.keys()
+        for key in expected:
+            np.testing.assert_array_equal(expected[key], resumed[key], err_msg=key)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [json.loads(line)["step"] for line in (reference / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_bad_training_input(tiny_model_dir, corpora, tmp_path, capsys):
+    bert, gpt2 = str(tiny_model_dir("bert")), str(tiny_model_dir("gpt2"))
+    out = tmp_path / "run"
+    assert main(["train", bert, "--corpus", str(corpora("gpt2")), "--out", str(out)]) == 2
+    assert "another tokenizer" in capsys.readouterr().err and not out.exists()
+    assert main(["train", gpt2, "--corpus", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert main(["train", bert, "--corpus", str(corpora("bert")), "--out", str(out), "--preset", "huge"]) == 2
+    assert not out.exists()
