@@ -76,7 +76,7 @@ class Trainer:
         for module in self.loaded.model.modules():
             if isinstance(module, torch.nn.Embedding) and module.weight.shape[0] >= len(self.loaded.tokenizer):
                 module.weight.requires_grad_(False)
-        output = self.loaded.model.get_output_embeddings() if hasattr(self.loaded.model, "get_output_embeddings") else None
+        output = self.loaded.model.get_output_embeddings()
         if output is not None:
             output.weight.requires_grad_(False)
 
