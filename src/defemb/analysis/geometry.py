@@ -37,12 +37,20 @@ class _LogSumExp:
         self.max = np.full(k, -np.inf)
         self.sum = np.zeros(k)
 
-    def add(self, P: np.ndarray) -> None:
-        """Fold in a block; ``P`` (float64, rows × k) is overwritten."""
-        new_max = np.maximum(self.max, P.max(axis=0))
-        P -= new_max
-        np.exp(P, out=P)
-        self.sum = self.sum * np.exp(self.max - new_max) + P.sum(axis=0)
+    def add(self, P: np.ndarray, out: np.ndarray, negate: bool = False) -> None:
+        """Fold in the block ``P`` (``−P`` with ``negate``), rows × k in any float dtype.
+
+        ``out`` (float64, P's shape) is scratch: the shift by the running maximum casts to float64 in
+        the same pass, so no float64 copy of P is made (the values are those of the copy, bit for bit).
+        """
+        block_max = -P.min(axis=0) if negate else P.max(axis=0)  # exact in P's dtype
+        new_max = np.maximum(self.max, block_max)
+        if negate:
+            np.subtract(-new_max, P, out=out)  # −p − m, the same rounding as (−p) − m
+        else:
+            np.subtract(P, new_max, out=out)
+        np.exp(out, out=out)
+        self.sum = self.sum * np.exp(self.max - new_max) + out.sum(axis=0)
         self.max = new_max
 
     def result(self) -> np.ndarray:
@@ -58,12 +66,17 @@ def log_partition(
     directions are scored (one product, two exponentials).
     """
     C_work = C.astype(E.dtype, copy=False)
-    plus, minus = _LogSumExp(C.shape[1]), _LogSumExp(C.shape[1])
+    k = C.shape[1]
+    plus, minus = _LogSumExp(k), _LogSumExp(k)
+    products = scratch = None  # two chunk-sized buffers, allocated once and reused by every chunk
     for block in _chunks(E, rows, chunk_rows):
-        P = (block @ C_work).astype(np.float64)  # (rows, k)
-        negated = np.negative(P)
-        plus.add(P)
-        minus.add(negated)
+        if products is None:
+            products = np.empty((len(block), k), dtype=np.result_type(block.dtype, C_work.dtype))
+            scratch = np.empty((len(block), k), dtype=np.float64)
+        P, S = products[: len(block)], scratch[: len(block)]
+        np.matmul(block, C_work, out=P)  # (rows, k), in E's dtype
+        plus.add(P, S)
+        minus.add(P, S, negate=True)
     return np.concatenate([plus.result(), minus.result()])
 
 

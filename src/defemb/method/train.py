@@ -47,6 +47,7 @@ class Trainer:
         if self.world > 1 and not torch.distributed.is_initialized():  # launched by torchrun / accelerate
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         seed_everything(config.seed)
+        torch.set_flush_denormal(True)  # tiny gradients/moments as denormals slow CPU kernels 100-fold
         self.loaded = load_hf_model(config.model, trust_remote_code=config.trust_remote_code)
         self.kind = self.loaded.kind
         self.corpus_config = check_corpus(config.corpus, self.loaded.tokenizer)
