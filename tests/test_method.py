@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -155,3 +156,24 @@ def test_bad_training_input(tiny_model_dir, corpora, tmp_path, capsys):
     assert main(["train", gpt2, "--corpus", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert main(["train", bert, "--corpus", str(corpora("bert")), "--out", str(out), "--preset", "huge"]) == 2
     assert not out.exists()
+
+
+def test_two_process_ddp_training(tiny_model_dir, corpora, tmp_path):
+    """Real multi-process training: torchrun, two CPU processes, gloo."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), "-m", "defemb.cli", "train", str(tiny_model_dir("bert")), "--corpus",
+               str(corpora("bert")), "--out", str(run), "--steps", "8", "--eval-every", "4", "--save-every", "4",
+               "--tokens", "512"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["steps"] == 8
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 0, 4, 8]  # only rank 0 logs
+    assert (run / "head.safetensors").is_file() and (run / "model" / "model.safetensors").is_file()

@@ -197,8 +197,8 @@ class Trainer:
     def train(self) -> dict:
         c = self.config
         model = self.model
-        if self.world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(self.model)
+        if self.world > 1:  # unused parameters: e.g. BERT's pooler never sees a gradient here
+            model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
         model.train()
         if self.step == 0:
             self.log(event="start", valid_mse_mean_row=self.mean_row_mse(), valid_mse=self.validate())
@@ -209,7 +209,7 @@ class Trainer:
         window, started = [], time.perf_counter()
         while self.step < c.steps:
             plan = batch_plan(self.lengths, c.tokens, c.seed, self.epoch)
-            plan = plan[self.rank :: self.world]
+            plan = plan[: len(plan) - len(plan) % self.world][self.rank :: self.world]  # equal shares per rank
             while self.position < len(plan) and self.step < c.steps:
                 squared = self._update(model, plan)
                 if not torch.isfinite(squared).all():
@@ -280,13 +280,18 @@ class Trainer:
 def train(config: TrainConfig, run_dir: str | Path, force: bool = False) -> dict:
     """Start a new run in ``run_dir``."""
     run_dir = Path(run_dir)
-    check_writable(run_dir, force)
+    first = int(os.environ.get("RANK", "0")) == 0
+    if first:
+        check_writable(run_dir, force)
     trainer = Trainer(config, run_dir)  # loads and checks everything before the directory is touched
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    resolved = {**asdict(config), "kind": trainer.kind, "vocab_hash": trainer.corpus_config["vocab_hash"]}
-    write_json_atomic(run_dir / "config.json", resolved)
+    if first:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        resolved = {**asdict(config), "kind": trainer.kind, "vocab_hash": trainer.corpus_config["vocab_hash"]}
+        write_json_atomic(run_dir / "config.json", resolved)
+    if trainer.world > 1:
+        torch.distributed.barrier()  # the other ranks write nothing but wait for the directory
     return trainer.train()
 
 
