@@ -189,6 +189,20 @@ def cmd_embed(args: argparse.Namespace) -> None:
     print(f"{result['rows']} definition rows from {result['prompts']} prompts -> {args.out}")
 
 
+def cmd_add_tokens(args: argparse.Namespace) -> None:
+    from defemb.method.add_tokens import add_tokens
+
+    result = add_tokens(args.model, args.run, args.words, args.out, force=args.force, table=args.table)
+    print(f"added {result['added']} tokens (ids from {result['first_id']}) -> {args.out}; see added.tsv")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from defemb.pipeline import run_pipeline
+
+    print(run_pipeline(args.out, preset=args.preset, model=args.model, source=args.source, ranking=args.ranking,
+                       seed=args.seed))
+
+
 def _nonnegative(text: str) -> int:
     try:
         value = int(text)
@@ -310,6 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompts", type=int, default=5, help="prompts averaged per token with --aggregate mean")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("add-tokens", help="add new words with rows predicted from their definitions")
+    p.add_argument("model")
+    p.add_argument("--run", required=True, help="finished training run directory")
+    p.add_argument("--words", required=True, help="TSV: word<TAB>[pos<TAB>]definition")
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", default="input")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_add_tokens)
+
+    p = sub.add_parser("run", help="the whole pipeline: analyze, corpus, train, embed, replace, analyze again")
+    p.add_argument("--preset", default="quickstart", help="quickstart (~15 min on 2 CPU cores) | full")
+    p.add_argument("--out", default="defemb-run", help="pipeline directory (rerun the command to continue)")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--source", default="gcide", help="dictionary source spec (see corpus build)")
+    p.add_argument("--ranking", help="index | wordfreq | corpus:PATH")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="side-by-side Markdown table of several `defemb analyze` outputs")
     p.add_argument("analyses", nargs="+", help="analysis directories (or analysis.json files)")

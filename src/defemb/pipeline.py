@@ -1,0 +1,108 @@
+"""`defemb run`: analyze -> corpus -> train -> embed -> replace -> analyze again, on one model.
+
+Every stage writes its own output under ``OUT/`` and is skipped when that output is already complete,
+so an interrupted pipeline is continued by running the same command again (training resumes from its
+checkpoint). The last step prints and writes ``OUT/before_after.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from defemb.analysis.analyze import analyze, write_analysis
+from defemb.analysis.report import comparison_rows, markdown_table, neighbour_rows
+from defemb.config import AnalyzeConfig, CorpusConfig, TrainConfig
+from defemb.corpus.build import build_corpus
+from defemb.errors import DefembError
+from defemb.method.embed import embed
+from defemb.method.train import resume, train
+from defemb.models import load_tokenizer
+from defemb.outputs import write_text_atomic
+from defemb.replace import ReplaceConfig, replace
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    steps: int
+    tokens: int
+    eval_every: int
+    alpha: float  # the rarest alpha % of the vocabulary that the corpus covers are replaced
+
+
+PIPELINE_PRESETS = {
+    "quickstart": PipelinePreset(steps=200, tokens=4096, eval_every=50, alpha=20.0),
+    "full": PipelinePreset(steps=5000, tokens=4096, eval_every=250, alpha=20.0),
+}
+SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
+
+
+def _stage(name: str, done: bool) -> bool:
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {'already done, skipped' if done else 'running'}", flush=True)
+    return not done
+
+
+def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "minilm", source: str = "gcide",
+                 ranking: str | None = None, seed: int = 0) -> str:
+    """Run (or continue) every stage; returns the before/after Markdown."""
+    if preset not in PIPELINE_PRESETS:
+        raise DefembError(f"unknown --preset '{preset}'; choose one of {', '.join(PIPELINE_PRESETS)}")
+    settings = PIPELINE_PRESETS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("before", "corpus", "train", "after", "model")}
+    emb = out / "definitions.safetensors"
+
+    vocab = load_tokenizer(model).get_vocab()
+    shown = [t for t in SHOWN_TOKENS if t in vocab]
+
+    def analysis(model_name: str):
+        return analyze(AnalyzeConfig(model=model_name, ranking=ranking, tokens=shown, sample=5, seed=seed))
+
+    if _stage("analyze (before)", (paths["before"] / "analysis.json").exists()):
+        write_analysis(analysis(model), paths["before"])
+    if _stage("corpus", (paths["corpus"] / "stats.json").exists()):
+        build_corpus(CorpusConfig(tokenizer=model, sources=[source]), paths["corpus"], force=False,
+                     resume=(out / "corpus.partial").exists())
+    if _stage("train", (paths["train"] / "head.safetensors").exists()):
+        if (paths["train"] / "config.json").exists():
+            resume(paths["train"])
+        else:
+            config = TrainConfig(model=model, corpus=str(paths["corpus"]), steps=settings.steps,
+                                 tokens=settings.tokens, eval_every=settings.eval_every,
+                                 save_every=settings.eval_every, seed=seed)
+            train(config, paths["train"])
+    if _stage("embed", emb.exists()):
+        embed(paths["train"], paths["corpus"], emb)
+    if _stage("replace", (paths["model"] / "replaced.tsv").exists()):
+        # V_task = the corpus's own tokens: the rarest alpha % of the vocabulary that have a row
+        config = ReplaceConfig(model=model, embeddings=str(emb), task_data=[str(paths["corpus"] / "train.jsonl")],
+                               alpha=settings.alpha, ranking=ranking)
+        replace(config, paths["model"])
+    if _stage("analyze (after)", (paths["after"] / "analysis.json").exists()):
+        write_analysis(analysis(str(paths["model"])), paths["after"])
+    report = before_after(paths["before"], paths["after"], paths["train"])
+    write_text_atomic(out / "before_after.md", report)
+    return report
+
+
+def before_after(before: Path, after: Path, run: Path) -> str:
+    summaries = {name: json.loads((folder / "analysis.json").read_text()) for name, folder in
+                 (("before", before), ("after", after))}
+    header, rows = comparison_rows(summaries)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    start = next(m for m in metrics if m.get("event") == "start")
+    last = [m for m in metrics if "train_mse" in m][-1]
+    parts = [
+        "# DefinitionEMB before / after", "",
+        markdown_table(header, rows), "",
+        f"Validation ‖e−ẽ‖²: mean-row predictor {start['valid_mse_mean_row']:.4f}, "
+        f"trained model {last['valid_mse']:.4f} after {last['step']} steps.", "",
+    ]
+    for name, summary in summaries.items():
+        columns = ["token", "band", "chosen/sampled", "neighbours"]
+        parts += [f"## Neighbours {name}", "", markdown_table(columns, neighbour_rows(summary["neighbours"])), ""]
+    parts += [f"Interactive report: {after / 'report.html'}", ""]
+    return "\n".join(parts)
