@@ -1,0 +1,66 @@
+"""add-tokens and the one-command pipeline, end to end on tiny models."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoModel, AutoTokenizer
+
+from defemb.cli import main
+from defemb.config import CorpusConfig, TrainConfig
+from defemb.corpus.build import build_corpus
+from defemb.method.train import train
+from defemb.pipeline import PIPELINE_PRESETS, PipelinePreset, run_pipeline
+
+WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
+
+
+def _dictionary(folder):
+    tsv = folder / "dict.tsv"
+    rows = [f"{w}\tnoun\ta {w} is a place in the city where people meet {k}" for k in range(5) for w in WORDS]
+    tsv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return tsv
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "t5"])
+def test_add_tokens(tiny_model_dir, tmp_path, family):
+    model = str(tiny_model_dir(family))
+    build_corpus(CorpusConfig(tokenizer=model, sources=[f"tsv:{_dictionary(tmp_path)}"], numbers=False),
+                 tmp_path / "corpus")
+    train(TrainConfig(model=model, corpus=str(tmp_path / "corpus"), steps=5, eval_every=5), tmp_path / "run")
+    words = tmp_path / "words.tsv"
+    words.write_text("gardenpark\tnoun\ta park with a garden\nzzyzx\ta river station in the city\n", encoding="utf-8")
+    out = tmp_path / "extended"
+    assert main(["add-tokens", model, "--run", str(tmp_path / "run"), "--words", str(words), "--out", str(out)]) == 0
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    extended = AutoModel.from_pretrained(out)
+    ids = tokenizer.convert_tokens_to_ids(["gardenpark", "zzyzx"])
+    assert tokenizer.tokenize("the zzyzx") [-1] == "zzyzx"
+    table = extended.get_input_embeddings().weight.detach().numpy()
+    assert table.shape[0] >= len(tokenizer) and not np.allclose(table[ids[0]], table[ids[1]])
+    with open(out / "added.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["word"] for r in rows] == ["gardenpark", "zzyzx"] and [int(r["id"]) for r in rows] == ids
+    assert main(["add-tokens", model, "--run", str(tmp_path / "run"), "--words", str(words), "--out", str(out)]) == 2
+
+
+def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=20, tokens=1024, eval_every=10, alpha=50.0))
+    model = str(tiny_model_dir("bert"))
+    out = tmp_path / "pipeline"
+    report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
+    for name in ("before/report.html", "corpus/train.jsonl", "train/head.safetensors", "definitions.safetensors",
+                 "model/replaced.tsv", "after/report.html", "before_after.md"):
+        assert (out / name).exists(), name
+    assert "| measure | before | after |" in report and "mean-row predictor" in report
+    replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
+    assert len(replaced) > 1
+    before = json.loads((out / "before" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
+    after = json.loads((out / "after" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
+    assert before != after  # rare rows were replaced
+    capsys.readouterr()
+    run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
+    assert capsys.readouterr().out.count("already done, skipped") == 6
