@@ -119,21 +119,35 @@ def _peak_bytes(reset_ok: bool) -> int:
 
 
 def measure(fn: Callable[[], Any]) -> dict[str, Any]:
-    """Run fn once: wall and CPU seconds, and peak RSS above the RSS at the call."""
+    """Run fn once: wall and CPU seconds, peak RSS above the RSS at the call, and the share of the
+    machine's CPUs that *other* processes used meanwhile (machine-wide busy time from /proc/stat minus
+    this process's CPU time), which says how far a timing on a shared machine can be trusted."""
     gc.collect()
     reset_ok = _reset_peak()
     base = _rss_bytes()
+    busy0, total0 = _cpu_ticks()
     cpu0, t0 = time.process_time(), time.perf_counter()
     value = fn()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    busy1, total1 = _cpu_ticks()
     peak = _peak_bytes(reset_ok)
     return {
         "value": value,
         "wall_s": wall,
         "cpu_s": cpu,
+        "foreign": max(busy1 - busy0 - cpu, 0.0) / (total1 - total0) if total1 > total0 else 0.0,
         "extra_bytes": max(peak - base, 0),
         "peak_method": "VmHWM after clear_refs" if reset_ok else "ru_maxrss (not reset)",
     }
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+    """The fastest of ``repeats`` measurements; peak memory from the first (nothing warm yet)."""
+    runs = [measure(fn) for _ in range(repeats)]
+    fastest = dict(min(runs, key=lambda r: r["wall_s"]))
+    fastest["extra_bytes"] = runs[0]["extra_bytes"]
+    fastest["repeats"] = repeats
+    return fastest
 
 
 def blas_info() -> dict[str, Any]:
@@ -170,11 +184,13 @@ def worker_gemm(rows: int, cols: int, **_: Any) -> dict[str, Any]:
     return {"shape": f"{m}x{cols} @ {cols}x{cols}", "flop_per_s": 2.0 * m * cols * cols / min(times)}
 
 
-def worker_isotropy(rows: int, cols: int, accuracy: bool = True, profile: bool = True, **_: Any) -> dict[str, Any]:
+def worker_isotropy(
+    rows: int, cols: int, accuracy: bool = True, profile: bool = True, repeats: int = 2, **_: Any
+) -> dict[str, Any]:
     from defemb.analysis.geometry import gram, isotropy, log_partition
 
     E = make_matrix(rows, cols)
-    out: dict[str, Any] = {"matrix_bytes": E.nbytes, "ours": measure(lambda: isotropy(E))}
+    out: dict[str, Any] = {"matrix_bytes": E.nbytes, "ours": best_of(lambda: isotropy(E), repeats)}
     if profile:  # the same composition as isotropy(), phase by phase
         G = measure(lambda: gram(E))
         vectors = measure(lambda: np.linalg.eigh(G["value"])[1])
@@ -233,6 +249,7 @@ def worker_naive(rows: int, cols: int, naive_directions: int, **_: Any) -> dict[
             "wall_s": cast_gram + eig_s + per_direction * cols,
             "extrapolated": k < cols,
             "extra_bytes": run["extra_bytes"],
+            "foreign": run["foreign"],
         },
     }
 
@@ -249,17 +266,11 @@ def worker_minilm(repeats: int = 3, **_: Any) -> dict[str, Any]:
     del loaded
     gc.collect()
 
-    def best(fn: Callable[[], float]) -> dict[str, Any]:
-        runs = [measure(fn) for _ in range(repeats)]
-        fastest = min(runs, key=lambda r: r["wall_s"])
-        fastest["extra_bytes"] = runs[0]["extra_bytes"]  # first call: nothing cached yet
-        return fastest
-
     return {
         "shape": list(E.shape),
         "matrix_bytes": E.nbytes,
-        "ours": best(lambda: isotropy(E)),
-        "naive": best(lambda: isotropy_naive(E)),
+        "ours": best_of(lambda: isotropy(E), repeats),
+        "naive": best_of(lambda: isotropy_naive(E), repeats),
     }
 
 
@@ -395,7 +406,9 @@ def run_benchmark(
 
 
 def _load(result: dict[str, Any]) -> str:
-    return f"{result['foreign_during']:.0%}"
+    """Other processes' share of the CPUs during the measurement (else during its whole worker)."""
+    share = result["foreign"] if "foreign" in result else result["foreign_during"]
+    return f"{share:.0%}" + (" (contended)" if share > 0.1 else "")
 
 
 def format_table(r: dict[str, Any]) -> str:
@@ -443,14 +456,14 @@ def format_table(r: dict[str, Any]) -> str:
         _load(r["gemm"]),
         gemm_note,
     )
-    note = f"env as-is ({env_asis}); BLAS kernel {blas['kernel']}, {blas['threads']} threads"
+    note = f"best of {ours['repeats']}; env as-is ({env_asis}); BLAS kernel {blas['kernel']}, {blas['threads']} threads"
     prof = r["iso"].get("profile")
     if prof:
         note += (
             f". Phases, timed separately: Gram {_s(prof['gram_s'])}, eigh {_s(prof['eigh_s'])},"
             f" log-partition (E·C, exp, sums) {_s(prof['log_partition_s'])}"
         )
-    ours_row(shape, "`isotropy(E)` (ours)", ours, mat, floor, _load(r["iso"]), note)
+    ours_row(shape, "`isotropy(E)` (ours)", ours, mat, floor, _load(ours), note)
     if "iso_unset" in r:
         u = r["iso_unset"]
         ours_row(
@@ -459,8 +472,8 @@ def format_table(r: dict[str, Any]) -> str:
             u["ours"],
             mat,
             floor,
-            _load(u),
-            f"BLAS kernel {u['blas']['kernel']}, {u['blas']['threads']} threads",
+            _load(u["ours"]),
+            f"best of {u['ours']['repeats']}; BLAS kernel {u['blas']['kernel']}, {u['blas']['threads']} threads",
         )
     acc = r["accuracy"]["abs_diff"]
     ours_row(
@@ -469,7 +482,7 @@ def format_table(r: dict[str, Any]) -> str:
         r["iso"]["float64"],
         2 * mat,
         floor,
-        _load(r["iso"]),
+        _load(r["iso"]["float64"]),
         f"all {r['iso']['float64']['rows']:,} rows; peak ÷ the float64 copy ({_gb(2 * mat)}), made before the call."
         f" **\\|float32 − float64\\| = {acc:.2e}** (target ≤ {ACCURACY_TARGET:.0e}:"
         f" {'met' if acc <= ACCURACY_TARGET else 'MISSED'})",
@@ -481,7 +494,7 @@ def format_table(r: dict[str, Any]) -> str:
         b,
         mat,
         floor,
-        _load(r["bands"]),
+        _load(b),
         "isotropy, IsoScore, mean cosine, mean norm for the 3 bands and all (I(E) column: all); one Gram pass"
         f" and 2 E·C passes (bands, all), so twice the floor's FLOP: ÷ (2 × floor) = {_x(b['wall_s'] / (2 * floor))}",
     )
@@ -496,7 +509,7 @@ def format_table(r: dict[str, Any]) -> str:
         _x(nv["wall_s"] / floor),
         _x(nv["wall_s"] / ours["wall_s"]),
         "—",
-        _load(r["naive"]),
+        _load(nv),
         f"measured: float64 cast + EᵀE {_s(nv['cast_gram_s'])}, `np.linalg.eig` {_s(nv['eig_s'])}, loop"
         f" {_s(nv['per_direction_s'])} per eigenvector over {nv['directions']}; loop × {d:,} extrapolated",
     )
@@ -508,7 +521,7 @@ def format_table(r: dict[str, Any]) -> str:
         mshape = f"all-MiniLM-L6-v2 input table {mn:,} × {md:,} float32 ({_gb(mmat)})"
         line(mshape, "floor (same GEMM rate)", _s(mfloor), "—", "—", "1.00×", "—", "—", _load(r["gemm"]), "")
         mo, mv = m["ours"], m["naive"]
-        ours_row(mshape, "`isotropy(E)` (ours)", mo, mmat, mfloor, _load(m), "best of 3")
+        ours_row(mshape, "`isotropy(E)` (ours)", mo, mmat, mfloor, _load(mo), f"best of {mo['repeats']}")
         line(
             mshape,
             "naive reference `isotropy_naive` (full, measured)",
@@ -518,13 +531,14 @@ def format_table(r: dict[str, Any]) -> str:
             _x(mv["wall_s"] / mfloor),
             _x(mv["wall_s"] / mo["wall_s"]),
             f"{mv['value']:.9f}",
-            _load(m),
-            f"best of 3; **\\|ours − naive\\| = {r['minilm_accuracy']:.2e}**",
+            _load(mv),
+            f"best of {mv['repeats']}; **\\|ours − naive\\| = {r['minilm_accuracy']:.2e}**",
         )
     foot = [
         "",
         f'Peak RSS: {ours["peak_method"]}, in a fresh process per measurement. "Other processes\' CPU use":'
-        f" share of the {os.cpu_count()} CPUs busy with other processes while the row's process ran."
+        f" share of the {os.cpu_count()} CPUs busy with other processes during the measurement (during the"
+        " whole worker for the floor rows); timings marked contended are slower than this machine can do."
         f" numpy {np.__version__}, {blas['blas']}, Python {platform.python_version()}.",
     ]
     return "\n".join(rows + foot)

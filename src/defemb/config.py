@@ -15,6 +15,14 @@ def _check_table(table: str) -> None:
         raise DefembError(f"unknown --table '{table}'; choose one of {', '.join(TABLES)}")
 
 
+def _check_view(ranking: str | None, table: str, k: int) -> None:
+    """What analysis-like stages share: a ranking spec, a table name, a neighbour count."""
+    if ranking is not None:
+        parse_method(ranking)
+    _check_table(table)
+    _check_positive("k", k)
+
+
 def _check_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or value < 1:
         raise DefembError(f"--{name} must be a positive whole number (got {value!r})")
@@ -35,10 +43,7 @@ class AnalyzeConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if self.ranking is not None:
-            parse_method(self.ranking)
-        _check_table(self.table)
-        _check_positive("k", self.k)
+        _check_view(self.ranking, self.table, self.k)
         _check_positive("plot-points", self.plot_points)
         if self.sample < 0:
             raise DefembError(f"--sample must be zero or more (got {self.sample})")
@@ -61,10 +66,7 @@ class DriftConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if self.ranking is not None:
-            parse_method(self.ranking)
-        _check_table(self.table)
-        _check_positive("k", self.k)
+        _check_view(self.ranking, self.table, self.k)
         _check_positive("queries", self.queries)
 
     def to_dict(self) -> dict[str, Any]:
