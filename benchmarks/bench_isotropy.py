@@ -327,9 +327,34 @@ def wait_idle(max_wait: float, threshold: float = 0.1, quiet_s: int = 3) -> floa
     return load
 
 
+def _contention(result: Any) -> float:
+    """The largest "foreign" share among the measurements (of 1 s or more) inside a worker's result."""
+    if isinstance(result, dict):
+        timed = isinstance(result.get("foreign"), float) and result.get("wall_s", 0.0) >= 1.0
+        own = [result["foreign"]] if timed else []
+        return max(own + [_contention(v) for v in result.values()], default=0.0)
+    return 0.0
+
+
 def run_worker(
-    name: str, params: dict[str, Any], env: dict[str, str] | None = None, max_wait: float = 0.0
+    name: str,
+    params: dict[str, Any],
+    env: dict[str, str] | None = None,
+    max_wait: float = 0.0,
+    retries: int = 0,
 ) -> dict[str, Any]:
+    """One worker, rerun (at most ``retries`` times) while other processes took > 10 % of the CPUs."""
+    for attempt in range(retries + 1):
+        result = _run_worker_once(name, params, env, max_wait)
+        result["attempts"] = attempt + 1
+        contention = max(_contention(result), result["foreign_during"] if name == "gemm" else 0.0)
+        if contention <= 0.1 or attempt == retries:
+            return result
+        print(f"[bench] {name}: other processes used {contention:.0%} of the CPUs; again", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def _run_worker_once(name: str, params: dict[str, Any], env: dict[str, str] | None, max_wait: float) -> dict[str, Any]:
     """One measurement in a fresh interpreter; returns its JSON result.
 
     Also records how busy the machine was with *other* processes while it ran (machine-wide busy CPU
@@ -384,19 +409,21 @@ def run_benchmark(
     unset_env_run: bool = True,
     profile: bool = True,
     max_wait: float = 0.0,
+    retries: int = 0,
 ) -> dict[str, Any]:
     """All measurements, sequentially, each in its own subprocess; returns results and the table."""
     p = {"rows": rows, "cols": cols}
     r: dict[str, Any] = {"rows": rows, "cols": cols}
-    r["gemm"] = run_worker("gemm", p, max_wait=max_wait)
-    r["iso"] = run_worker("isotropy", {**p, "profile": profile}, max_wait=max_wait)
+    w = {"max_wait": max_wait, "retries": retries}
+    r["gemm"] = run_worker("gemm", p, **w)
+    r["iso"] = run_worker("isotropy", {**p, "profile": profile}, **w)
     if unset_env_run:
         env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
-        r["iso_unset"] = run_worker("isotropy", {**p, "accuracy": False, "profile": False}, env, max_wait)
-    r["bands"] = run_worker("bands", p, max_wait=max_wait)
-    r["naive"] = run_worker("naive", {**p, "naive_directions": naive_directions}, max_wait=max_wait)
+        r["iso_unset"] = run_worker("isotropy", {**p, "accuracy": False, "profile": False}, env, **w)
+    r["bands"] = run_worker("bands", p, **w)
+    r["naive"] = run_worker("naive", {**p, "naive_directions": naive_directions}, **w)
     if minilm:
-        r["minilm"] = run_worker("minilm", {}, max_wait=max_wait)
+        r["minilm"] = run_worker("minilm", {}, **w)
     f32, f64 = r["iso"]["ours"]["value"], r["iso"]["float64"]["value"]
     r["accuracy"] = {"float32": f32, "float64": f64, "abs_diff": abs(f32 - f64)}
     if minilm:
@@ -563,6 +590,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         metavar="S",
         help="before each measurement wait up to S seconds for other processes to leave the CPUs idle",
     )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rerun a measurement (at most N times) while other processes took > 10%% of the CPUs",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -581,6 +615,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         unset_env_run=not args.no_unset_run,
         profile=not args.no_profile,
         max_wait=args.wait_idle,
+        retries=args.retries,
     )
     print(results["table"], flush=True)
     return results

@@ -33,11 +33,15 @@ def test_casing_and_variants():
 
 
 def test_prompt_layout_and_spans():
-    prompt = build_prompt(ENTRIES[4], word_internal_forms=True)
+    prompt = build_prompt(ENTRIES[4], "bpe")
     assert prompt.text == "park ; park ; Park (noun, lowercase) : a park is a public garden; parks are green"
     assert [prompt.text[s:e] for s, e in prompt.spans] == ["park", "park", "Park", "park"]  # not "parks"
     assert prompt.forms[0] == "internal" and set(prompt.forms[1:]) == {"initial"}
     assert prompt.text[prompt.prefix_end :] == ENTRIES[4].definition
+    sentencepiece = build_prompt(ENTRIES[4], "sentencepiece")
+    assert sentencepiece.text.startswith("park ; Park ; -park (noun, lowercase) : ")
+    assert sentencepiece.forms[:3] == ("initial", "initial", "internal")
+    assert build_prompt(ENTRIES[4], "wordpiece").text.startswith("park ; Park (noun")
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "gpt2", "t5", "t5gemma", "llama"])
@@ -63,18 +67,21 @@ def test_word_positions_are_exactly_the_words_tokens(tiny_model_dir, family):
                 if k not in positions and e > s and tokens[k] not in ("▁", "Ġ"):
                     assert e <= start or s >= end
             first = tokens[positions[0]]
-            if tok.kind == "bpe":  # a lone "Ġ" token before the word also marks the initial form
-                initial = first.startswith("Ġ") or tokens[positions[0] - 1] == "Ġ"
+            if tok.kind in ("bpe", "sentencepiece"):  # a lone marker token before the word marks it too
+                marker = "Ġ" if tok.kind == "bpe" else "▁"
+                initial = first.startswith(marker) or tokens[positions[0] - 1] == marker
                 assert initial == (form == "initial")
             if tok.kind == "wordpiece":
                 assert not first.startswith("##")
 
 
-def test_byte_level_bpe_covers_both_forms(tiny_model_dir):
-    tok = Tokenizing.load(str(tiny_model_dir("roberta")), 128)
+@pytest.mark.parametrize(("family", "marker"), [("roberta", "Ġ"), ("t5", "▁"), ("llama", "▁")])
+def test_both_forms_are_covered(tiny_model_dir, family, marker):
+    tok = Tokenizing.load(str(tiny_model_dir(family)), 128)
     record = make_records([ENTRIES[4]], tok, SkipLog())[0]
-    forms = {tok.tokenizer.convert_ids_to_tokens(record["input_ids"][p[0]]) for p in record["word_positions"]}
-    assert any(t.startswith("Ġ") for t in forms) and any(not t.startswith("Ġ") for t in forms)
+    assert "internal" in record["forms"]
+    firsts = {tok.tokenizer.convert_ids_to_tokens(record["input_ids"][p[0]]) for p in record["word_positions"]}
+    assert any(t.startswith(marker) for t in firsts) and any(not t.startswith(marker) for t in firsts)
 
 
 def test_long_definitions_are_cut_at_a_word_without_cutting_spans(tiny_model_dir):

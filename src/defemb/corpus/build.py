@@ -95,7 +95,7 @@ def _cut(text: str, prefix_end: int, offsets: list[tuple[int, int]], budget: int
 
 def make_records(chunk: list[Entry], tok: Tokenizing, skips: SkipLog) -> list[dict]:
     """Prompts, token ids and word positions for one chunk of entries (one tokenizer batch)."""
-    prompts = [build_prompt(e, tok.kind == "bpe", tok.normalise) for e in chunk]
+    prompts = [build_prompt(e, tok.kind, tok.normalise) for e in chunk]
     texts = [p.text for p in prompts]
     encoded = _encode(tok, texts)
     budget = tok.max_tokens - tok.specials

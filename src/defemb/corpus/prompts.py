@@ -5,10 +5,10 @@ A prompt names the word in its variants, then its part of speech and casing, the
     discomfort ; Discomfort (noun, lowercase) : a feeling of being uncomfortable
 
 Variants are the word as written, lowercase and Capitalised, deduplicated by how the tokenizer
-normalises them (an uncased WordPiece vocabulary sees one). Byte-level BPE has a separate
-word-internal form of every token (no ``Ġ``): the prompt then starts with the word glued to the start
-of the text, which is the one place a whole word takes that form, so pieces such as ``iment`` get
-covered besides ``Ġiment``. Occurrences of a variant inside the definition are marked too, so that
+normalises them (an uncased WordPiece vocabulary sees one). Byte-level BPE and SentencePiece have a
+separate word-internal form of every piece (no ``Ġ`` / ``▁``): the prompt then also holds the word
+where it takes that form (see `INTERNAL_PLACE`), so pieces such as ``iment`` get covered besides
+``Ġiment``; an occurrence whose boundary falls inside a token is dropped when positions are aligned. Occurrences of a variant inside the definition are marked too, so that
 masking the word never leaves a copy of it in view.
 """
 
@@ -58,17 +58,27 @@ def variants(word: str, normalise=lambda s: s) -> list[str]:
     return out
 
 
-def build_prompt(entry: Entry, word_internal_forms: bool, normalise=lambda s: s) -> Prompt:
-    """The prompt for one entry; ``word_internal_forms`` for tokenizers whose pieces differ mid-word."""
+# Where a word takes its word-internal form, per tokenizer kind: byte-level BPE marks a preceding space
+# (Ġ), so the very start of the text, with no space, gives the internal form; SentencePiece marks the
+# start of every whitespace-separated chunk (▁), so a word glued to a hyphen gives it. WordPiece has no
+# such place: its pre-tokenizer splits at punctuation, so "##" pieces are covered only inside words.
+INTERNAL_PLACE = {"bpe": "start", "sentencepiece": "-"}
+
+
+def build_prompt(entry: Entry, tokenizer_kind: str = "wordpiece", normalise=lambda s: s) -> Prompt:
+    """The prompt for one entry, with word-internal occurrences where the tokenizer kind has them."""
     forms = variants(entry.word, normalise)
-    pieces: list[tuple[str, str]] = []
-    if word_internal_forms:
-        pieces.append((forms[0], INTERNAL))  # at offset 0 there is no preceding space: no Ġ
-    pieces += [(v, INITIAL) for v in forms]
+    pieces: list[tuple[str, str, str]] = [("", v, INITIAL) for v in forms]  # (glue, variant, form)
+    place = INTERNAL_PLACE.get(tokenizer_kind)
+    if place == "start":
+        pieces.insert(0, ("", forms[0], INTERNAL))
+    elif place is not None:
+        pieces.append((place, forms[0], INTERNAL))
     text, spans, kinds = "", [], []
-    for k, (variant, kind) in enumerate(pieces):
+    for k, (glue, variant, kind) in enumerate(pieces):
         if k:
             text += SEPARATOR
+        text += glue
         spans.append((len(text), len(text) + len(variant)))
         kinds.append(kind)
         text += variant
