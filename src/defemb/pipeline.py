@@ -98,7 +98,7 @@ def before_after(before: Path, after: Path, run: Path) -> str:
     parts = [
         "# DefinitionEMB before / after", "",
         markdown_table(header, rows), "",
-        f"Validation ‖e−ẽ‖²: mean-row predictor {start['valid_mse_mean_row']:.4f}, "
+        f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, "
         f"trained model {last['valid_mse']:.4f} after {last['step']} steps.", "",
     ]
     for name, summary in summaries.items():

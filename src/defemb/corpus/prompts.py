@@ -8,8 +8,9 @@ Variants are the word as written, lowercase and Capitalised, deduplicated by how
 normalises them (an uncased WordPiece vocabulary sees one). Byte-level BPE and SentencePiece have a
 separate word-internal form of every piece (no ``Ġ`` / ``▁``): the prompt then also holds the word
 where it takes that form (see `INTERNAL_PLACE`), so pieces such as ``iment`` get covered besides
-``Ġiment``; an occurrence whose boundary falls inside a token is dropped when positions are aligned. Occurrences of a variant inside the definition are marked too, so that
-masking the word never leaves a copy of it in view.
+``Ġiment``; an occurrence whose boundary falls inside a token is dropped when positions are aligned.
+Occurrences of a variant inside the definition are marked too, so that masking the word never leaves
+a copy of it in view.
 """
 
 from __future__ import annotations

@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from defemb.config import TrainConfig
 from defemb.errors import DefembError
+from defemb.frequency import BANDS, rank_tokens
 from defemb.method.data import batch_plan, check_corpus, load_records
 from defemb.method.masking import STRATEGIES, Vocabulary
 from defemb.method.model import DefinitionEMB, collate
-from defemb.models import get_table_module
+from defemb.models import get_table_module, tokenizer_kind
 from defemb.models import load_model as load_hf_model
 from defemb.outputs import check_writable, write_json_atomic
 from defemb.seeding import seed_everything
@@ -63,6 +64,8 @@ class Trainer:
         if not self.train_records:
             raise DefembError(f"corpus '{config.corpus}' has no training records")
         self.lengths = np.array([len(r["input_ids"]) for r in self.train_records])
+        ranking = rank_tokens(tokenizer, self.targets.shape[0], None, tokenizer_kind(tokenizer))
+        self.token_bands = ranking.band_of(self.targets.shape[0])
         generator = torch.Generator().manual_seed(config.seed)
         self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator)
         self._freeze_tables()
@@ -119,18 +122,27 @@ class Trainer:
         per_prompt = torch.zeros_like(counts).index_add_(0, batch.rows, loss_each) / counts
         return per_prompt.sum(), squared.detach()
 
+    def _by_band(self, squared: torch.Tensor, token_ids: torch.Tensor) -> dict[str, float]:
+        """Mean squared error overall (``valid_mse``) and per frequency band of the target token."""
+        out = {"valid_mse": float(squared.mean()) if len(squared) else float("nan")}
+        bands = self.token_bands[token_ids.numpy()]
+        for band in BANDS:
+            mask = torch.from_numpy(bands == band)
+            out[f"valid_mse_{band}"] = float(squared[mask].mean()) if bool(mask.any()) else float("nan")
+        return out
+
     @torch.no_grad()
-    def validate(self) -> float:
-        """Mean ‖e − ẽ‖² over the validation predictions (eval mode, fixed masking draws)."""
+    def validate(self) -> dict[str, float]:
+        """‖e − ẽ‖² over the validation predictions, overall and per band (eval mode, fixed draws)."""
         self.model.eval()
         generator = torch.Generator().manual_seed(self.config.seed + 7919)
-        total, count = 0.0, 0
+        squared_all, targets = [], []
         for start in range(0, len(self.valid_records), 64):
             batch = self._examples(self.valid_records[start : start + 64], generator)
-            _, squared = self._loss(self.model(batch), batch)
-            total, count = total + float(squared.sum()), count + len(squared)
+            squared_all.append(self._loss(self.model(batch), batch)[1])
+            targets.append(batch.targets)
         self.model.train()
-        return total / max(count, 1)
+        return self._by_band(torch.cat(squared_all), torch.cat(targets))
 
     @torch.no_grad()
     def warm_start_head(self) -> None:
@@ -201,10 +213,10 @@ class Trainer:
             model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
         model.train()
         if self.step == 0:
-            self.log(event="start", valid_mse_mean_row=self.mean_row_mse(), valid_mse=self.validate())
-            if c.warm_start:
+            self.log(event="start", **self.mean_row_mse(), **self.validate())
+            if c.warm_start:  # least-squares W on the frozen model: the second predictor training must beat
                 self.warm_start_head()
-                self.log(event="warm_start", valid_mse=self.validate())
+                self.log(event="warm_start", **self.validate())
         progress = tqdm(total=c.steps, initial=self.step, desc="train", disable=self.rank != 0)
         window, started = [], time.perf_counter()
         while self.step < c.steps:
@@ -221,9 +233,10 @@ class Trainer:
                 window.append(float(squared.mean()))
                 progress.update(1)
                 if self.step % c.eval_every == 0 or self.step == c.steps:
-                    valid = self.validate()
+                    scores = self.validate()
+                    valid = scores["valid_mse"]
                     elapsed = time.perf_counter() - started
-                    self.log(train_mse=float(np.mean(window)), valid_mse=valid, lr=self.scheduler.get_last_lr()[0],
+                    self.log(train_mse=float(np.mean(window)), **scores, lr=self.scheduler.get_last_lr()[0],
                              seconds=round(elapsed, 2))
                     window = []
                     self.bad_evals = 0 if valid < self.best else self.bad_evals + 1
@@ -259,13 +272,14 @@ class Trainer:
         return torch.cat(squared_all)
 
     @torch.no_grad()
-    def mean_row_mse(self) -> float:
+    def mean_row_mse(self) -> dict[str, float]:
         """The trivial predictor every training run must beat: the mean pretrained row."""
         mean = self.targets.mean(dim=0)
-        ids = [t for r in self.valid_records for g in r["word_positions"] for t in (r["input_ids"][p] for p in g)]
-        if not ids:
-            return float("nan")
-        return float(((self.targets[torch.tensor(ids)] - mean) ** 2).sum(dim=-1).mean())
+        ids = torch.tensor(
+            [r["input_ids"][p] for r in self.valid_records for g in r["word_positions"] for p in g], dtype=torch.long
+        )
+        scores = self._by_band(((self.targets[ids] - mean) ** 2).sum(dim=-1), ids)
+        return {key.replace("valid_mse", "mean_row_mse"): value for key, value in scores.items()}
 
     def finish(self, early_stop: bool) -> dict:
         summary = {"steps": self.step, "best_valid_mse": self.best, "early_stop": early_stop}
