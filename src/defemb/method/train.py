@@ -34,7 +34,8 @@ from defemb.models import load_model as load_hf_model
 from defemb.outputs import check_writable, write_json_atomic
 from defemb.seeding import seed_everything
 
-RIDGE_EXAMPLES = 1024
+RIDGE_EXAMPLES = 4096  # prompts sampled across the corpus (its order is alphabetical) for the warm start
+RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths, × mean eigenvalue of HᵀH; one is picked on held-out rows
 
 
 class Trainer:
@@ -149,16 +150,24 @@ class Trainer:
         """W by ridge least squares on the frozen model's states at masked positions (METHOD lead)."""
         self.model.eval()
         generator = torch.Generator().manual_seed(self.config.seed + 104729)
+        rng = np.random.default_rng(self.config.seed + 104729)
+        picks = rng.choice(len(self.train_records), size=min(RIDGE_EXAMPLES, len(self.train_records)), replace=False)
         states, targets = [], []
-        for start in range(0, min(RIDGE_EXAMPLES, len(self.train_records)), 64):
-            batch = self._examples(self.train_records[start : min(start + 64, RIDGE_EXAMPLES)], generator)
+        for start in range(0, len(picks), 64):
+            batch = self._examples([self.train_records[i] for i in picks[start : start + 64]], generator)
             states.append(self.model.hidden_states(batch).double())
             targets.append(self.targets[batch.targets].double())
         H, T = torch.cat(states), torch.cat(targets)  # (n, h_s), (n, h_e)
-        gram = H.T @ H
-        ridge = 1e-3 * torch.trace(gram) / gram.shape[0]
-        W = torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), H.T @ T)  # (h_s, h_e)
-        self.model.head.weight.copy_(W.T.float())
+        fit, held = slice(0, len(H) * 4 // 5), slice(len(H) * 4 // 5, len(H))
+
+        def solve(rows: slice, strength: float) -> torch.Tensor:  # (h_s, h_e)
+            gram = H[rows].T @ H[rows]
+            ridge = strength * torch.trace(gram) / gram.shape[0]
+            return torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), H[rows].T @ T[rows])
+
+        errors = {s: float(((H[held] @ solve(fit, s) - T[held]) ** 2).sum(dim=1).mean()) for s in RIDGE_GRID}
+        best = min(errors, key=errors.get)
+        self.model.head.weight.copy_(solve(slice(0, len(H)), best).T.float())
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
