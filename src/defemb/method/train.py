@@ -87,7 +87,7 @@ class Trainer:
 
     def _optimiser(self):
         c = self.config
-        body = [p for n, p in self.model.body.named_parameters() if p.requires_grad]
+        body = [p for p in self.model.body.parameters() if p.requires_grad]
         groups = [{"params": body, "lr": c.lr}, {"params": [self.model.head.weight], "lr": c.lr * c.head_lr_scale}]
         if c.optimizer == "adafactor":
             from transformers.optimization import Adafactor

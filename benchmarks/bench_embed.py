@@ -1,0 +1,55 @@
+"""`embed` speed: every covered token of a corpus, beside a one-prompt-at-a-time loop, same run.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_embed.py --run runs/train --corpus runs/corpus [--naive 200]
+
+For encoder-only models (the naive loop builds single-mask inputs): the naive loop runs the same
+examples one by one (no batching, no length buckets) on the first ``--naive`` tokens and is
+extrapolated linearly to all of them (each costs about the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from defemb.method.data import load_records
+from defemb.method.embed import _single_mask, assign, embed, load_run
+from defemb.method.masking import Vocabulary
+from defemb.method.model import collate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--naive", type=int, default=200, help="tokens embedded one at a time")
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        result = embed(args.run, args.corpus, Path(folder) / "emb.safetensors")
+        ours = time.perf_counter() - started
+    model, loaded, _ = load_run(args.run)
+    records = load_records(args.corpus, "train") + load_records(args.corpus, "valid")
+    vocab = Vocabulary.from_tokenizer(loaded.tokenizer)
+    sources = list(assign(records, model.kind, 1).values())[: args.naive]
+    pad = loaded.tokenizer.pad_token_id or 0
+    started = time.perf_counter()
+    with torch.no_grad():
+        for (r, _, p), *_ in sources:
+            model(collate([_single_mask(records[r], p, vocab)], pad))
+    naive = (time.perf_counter() - started) / len(sources) * result["rows"]
+    print("| method | rows | wall s | rows/s | naive ÷ ours |")
+    print("|---|---|---|---|---|")
+    print(f"| defemb embed (batched, length buckets; includes loading) | {result['rows']} | {ours:.1f} | "
+          f"{result['rows'] / ours:.0f} | {naive / ours:.1f} |")
+    print(f"| one prompt at a time (extrapolated from {len(sources)}) | {result['rows']} | {naive:.1f} | "
+          f"{result['rows'] / naive:.0f} | 1.0 |")
+
+
+if __name__ == "__main__":
+    main()
