@@ -35,13 +35,12 @@ def main() -> None:
         ours = time.perf_counter() - started
     model, loaded, _ = load_run(args.run)
     records = load_records(args.corpus, "train") + load_records(args.corpus, "valid")
-    vocab = Vocabulary.from_tokenizer(loaded.tokenizer)
+    vocab = Vocabulary.for_model(loaded)
     sources = list(assign(records, model.kind, 1).values())[: args.naive]
-    pad = loaded.tokenizer.pad_token_id or 0
     started = time.perf_counter()
     with torch.no_grad():
         for (r, _, p), *_ in sources:
-            model(collate([_single_mask(records[r], p, vocab)], pad))
+            model(collate([_single_mask(records[r], p, vocab)], vocab.pad_id))
     naive = (time.perf_counter() - started) / len(sources) * result["rows"]
     print("| method | rows | wall s | rows/s | naive ÷ ours |")
     print("|---|---|---|---|---|")

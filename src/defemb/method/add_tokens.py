@@ -58,7 +58,7 @@ def predict_rows(run_dir: str | Path, words_file: str | Path) -> tuple[list[str]
     records = make_records(entries, tok, skips)
     if len(records) != len(entries):
         raise DefembError(f"some words could not be placed in a prompt: {skips.report()}")
-    vocab = Vocabulary.from_tokenizer(loaded.tokenizer, getattr(loaded.model.config, "decoder_start_token_id", None))
+    vocab = Vocabulary.for_model(loaded)
     if model.kind == "encoder":
         examples = [hide_as_unit(r, vocab) for r in records]
     else:
@@ -67,8 +67,7 @@ def predict_rows(run_dir: str | Path, words_file: str | Path) -> tuple[list[str]
             example = STRATEGIES[model.kind](r, vocab, None)
             example.positions, example.targets = example.positions[:1], example.targets[:1]  # before any piece
             examples.append(example)
-    pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    rows = torch.cat([model(collate(examples[k : k + 64], pad)) for k in range(0, len(examples), 64)])
+    rows = torch.cat([model(collate(examples[k : k + 64], vocab.pad_id)) for k in range(0, len(examples), 64)])
     return [e.word for e in entries], rows.numpy(), loaded
 
 

@@ -77,7 +77,7 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
     model, loaded, config = load_run(run_dir)
     corpus_config = check_corpus(corpus, loaded.tokenizer)
     records = load_records(corpus, "train") + load_records(corpus, "valid")
-    vocab = Vocabulary.from_tokenizer(loaded.tokenizer, getattr(loaded.model.config, "decoder_start_token_id", None))
+    vocab = Vocabulary.for_model(loaded)
     sources = assign(records, model.kind, 1 if aggregate == "first" else max_prompts)
     wanted = {(r, p): token for token, srcs in sources.items() for r, _, p in srcs}
     if model.kind == "encoder":
@@ -89,13 +89,12 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
             example = strategy(records[r], vocab, None)
             flat = [(r, p) for _, p in predictable(records[r], model.kind)]
             items.append((example, flat))
-    pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     sums: dict[int, torch.Tensor] = {}
     counts: dict[int, int] = defaultdict(int)
     lengths = np.array([len(example.input_ids) for example, _ in items])
     for batch_ids in tqdm(batch_plan(lengths, token_budget, 0, 0), desc="embed", unit=" batches"):
         chunk = [items[i] for i in batch_ids]
-        rows = model(collate([example for example, _ in chunk], pad))  # (N, h_e)
+        rows = model(collate([example for example, _ in chunk], vocab.pad_id))  # (N, h_e)
         keys = [key for _, flat in chunk for key in flat]
         for key, row in zip(keys, rows, strict=True):
             if key in wanted:

@@ -34,6 +34,12 @@ class Vocabulary:
     size: int
     decoder_start_id: int | None = None
     trailing_specials: int = 0  # tokens the tokenizer appends after a text (e.g. </s>, [SEP])
+    pad_id: int = 0  # GPT-2/Llama have no pad token: padding is masked out, so EOS (or 0) serves
+
+    @classmethod
+    def for_model(cls, loaded) -> Vocabulary:
+        """From a `LoadedModel`: its tokenizer and, for encoder-decoders, the decoder start id."""
+        return cls.from_tokenizer(loaded.tokenizer, getattr(loaded.model.config, "decoder_start_token_id", None))
 
     @classmethod
     def from_tokenizer(cls, tokenizer, decoder_start_id: int | None = None) -> Vocabulary:
@@ -46,8 +52,9 @@ class Vocabulary:
         probe = tokenizer("a")["input_ids"]
         plain = tokenizer("a", add_special_tokens=False)["input_ids"]
         trailing = len(probe) - len(plain) - next(k for k in range(len(probe)) if probe[k : k + len(plain)] == plain)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         return cls(mask_id, sentinels, frozenset(tokenizer.all_special_ids), len(tokenizer), decoder_start_id,
-                   trailing)
+                   trailing, pad_id)
 
 
 def corrupt_encoder(record: dict, vocab: Vocabulary, generator: torch.Generator) -> Example:

@@ -55,11 +55,9 @@ class Trainer:
         self.corpus_config = check_corpus(config.corpus, self.loaded.tokenizer)
         table = get_table_module(self.loaded.model, config.table).weight
         self.targets = table.detach().clone().float()  # frozen pretrained rows (V, h_e)
-        start = getattr(self.loaded.model.config, "decoder_start_token_id", None)
-        self.vocab = Vocabulary.from_tokenizer(self.loaded.tokenizer, start)
+        self.vocab = Vocabulary.for_model(self.loaded)
         self.strategy = STRATEGIES[self.kind]
         tokenizer = self.loaded.tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.train_records = load_records(config.corpus, "train")
         self.valid_records = load_records(config.corpus, "valid", config.max_valid)
         if not self.train_records:
@@ -108,7 +106,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ steps
     def _examples(self, records: list[dict], generator: torch.Generator):
-        return collate([self.strategy(r, self.vocab, generator) for r in records], self.pad_id)
+        return collate([self.strategy(r, self.vocab, generator) for r in records], self.vocab.pad_id)
 
     def _loss(self, predictions: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(optimised loss, per-prediction squared error ‖e − ẽ‖²) for predictions (N, h_e)."""
