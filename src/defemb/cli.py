@@ -343,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_run)
 
+    import importlib
+
+    from defemb import commands
+
+    evaluate = sub.add_parser("evaluate", help="fine-tune and score checkpoints: classification, summarization, ...")
+    evaluate_sub = evaluate.add_subparsers(dest="evaluate_command", required=True, parser_class=_Parser)
+    for name in commands.EVALUATE:
+        importlib.import_module(f"defemb.commands.{name}").register(evaluate_sub)
+    for name in commands.TOP:
+        importlib.import_module(f"defemb.commands.{name}").register(sub)
+
     p = sub.add_parser("compare", help="side-by-side Markdown table of several `defemb analyze` outputs")
     p.add_argument("analyses", nargs="+", help="analysis directories (or analysis.json files)")
     p.set_defaults(func=cmd_compare)
