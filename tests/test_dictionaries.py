@@ -451,7 +451,17 @@ def test_number_entries_known_cases() -> None:
         "1.5",
         "1" * 40,
     ]
-    got = [(e.word, e.pos, e.definition) for e in number_entries(surfaces)]
+    full = [(e.word, e.pos, e.definition) for e in number_entries(surfaces)]
+    assert full[:2] == [
+        ("102", "number", "one hundred and two; a three-digit number, the number after 101 and before 103"),
+        ("7", "number", "seven; a one-digit number, the number after 6 and before 8"),
+    ]
+    year = "the year nineteen ninety-nine; a four-digit number, the year after 1998 and before 2000"
+    assert ("1999", "number", year) in full
+    assert ("1st", "ordinal number", "first; the ordinal before 2nd") in full
+    assert ("23rd", "ordinal number", "twenty-third; the ordinal after 22nd and before 24th") in full
+    assert ("000", "number", "the digits zero zero zero; the number zero written with leading zeros") in full
+    got = [(w, p, d.split(";")[0] if not d.startswith("the digits") else d) for w, p, d in full]
     assert got[:3] == [
         ("102", "number", "one hundred and two"),
         ("7", "number", "seven"),
@@ -497,7 +507,7 @@ def test_numbers_agree_with_nemo_test_cases() -> None:
             elif spoken.split()[-1] in ("th", "st", "nd", "rd"):  # an invalid suffix, read literally by NeMo
                 assert entries == []
             else:
-                assert _spoken(entries[0].definition) == _spoken(spoken), line
+                assert _spoken(entries[0].definition.split(";")[0]) == _spoken(spoken), line
             checked += 1
     itn = (NEMO / "inverse_text_normalization__test_cases_cardinal.txt").read_text().splitlines()
     for line in itn:
@@ -505,6 +515,6 @@ def test_numbers_agree_with_nemo_test_cases() -> None:
         # Skip Indian numbering (crore, lakh) and year-style hundreds ("eleven hundred", "twenty one hundred").
         if not written.isdigit() or re.search(r"crore|lakh|(?:teen|ty|ten|eleven|twelve)(?: \w+)? hundred", spoken):
             continue
-        assert _spoken(next(number_entries([written])).definition) == _spoken(spoken), line
+        assert _spoken(next(number_entries([written])).definition.split(";")[0]) == _spoken(spoken), line
         checked += 1
     assert checked >= 35

@@ -4,6 +4,11 @@ The paper defines every numeric vocabulary token by its spelled-out value ("102"
 two"). Callers pass token surfaces; tokenizer markers are stripped first. Besides the cardinal reading,
 ordinal surfaces ("23rd") get their ordinal, plausible years (1100-2099) get a year reading, and numbers
 written with leading zeros ("007") say so, because their meaning is the digit string, not the value.
+
+Beyond the paper, each reading also places the number: its length in digits and its two neighbours
+("seventy-three; a two-digit number, the number after 72 and before 74"). The neighbours are frequent,
+well-trained rows, so the reconstruction of a rare number lands beside numbers of similar value; on
+MiniLM this halved the median Max Difference gap of the rebuilt number rows (docs/results.md).
 """
 
 from __future__ import annotations
@@ -49,10 +54,19 @@ def _number_definitions(text: str) -> list[tuple[str, str]]:
         zeros = "a leading zero" if leading == 1 else "leading zeros"
         value = _cardinal(text.lstrip("0") or "0")
         return [("number", f"the digits {_digits(text)}; the number {value} written with {zeros}")]
-    readings = [("number", _cardinal(text))]
+    readings = [("number", _cardinal(text) + _place(text, "number"))]
     if len(text) == 4 and int(text) in YEARS:
-        readings.append(("number", f"the year {num2words(int(text), to='year')}"))
+        readings.append(("number", f"the year {num2words(int(text), to='year')}" + _place(text, "year")))
     return readings
+
+
+def _place(text: str, what: str) -> str:
+    """'; a two-digit number, the number after 72 and before 74' (empty for 31+ digit strings)."""
+    if len(text) > MAX_CARDINAL_DIGITS:
+        return ""
+    value = int(text)
+    around = f"after {value - 1} and before {value + 1}" if value > 0 else "before 1"
+    return f"; a {num2words(len(text))}-digit number, the {what} {around}"
 
 
 def _ordinal_definition(text: str) -> str | None:
@@ -65,7 +79,9 @@ def _ordinal_definition(text: str) -> str | None:
         return None
     if ordinal_suffix(int(digits)) != suffix:
         return None
-    return num2words(int(digits), to="ordinal")
+    value = int(digits)
+    before = f"after {value - 1}{ordinal_suffix(value - 1)} and " if value > 1 else ""
+    return f"{num2words(value, to='ordinal')}; the ordinal {before}before {value + 1}{ordinal_suffix(value + 1)}"
 
 
 def number_entries(tokens: Iterable[str]) -> Iterator[Entry]:
