@@ -83,6 +83,26 @@ def test_gcide_known_headwords(gcide: tuple[list[Entry], SkipLog]) -> None:
     assert [e.location for e in by_word["goniff"]] == ['gcide:words_G.json:gon"iff']  # stress mark removed
 
 
+def test_gcide_examples_replace_definitions(tmp_path: Path) -> None:
+    data = {
+        "quaff": {"entry": "quaff", "pos": [{"part_of_speech": "v. t.", "definitions": [
+            {"text": "To drink largely.", "examples": ["They <i>quaff</i> the wine.", "", "Quaff it."]},
+            {"text": "To swallow.", "examples": []},
+            {"text": "To gulp."},
+        ]}]},
+    }
+    (tmp_path / "words_Q.json").write_text(json.dumps(data), encoding="utf-8")
+    skip = SkipLog()
+    got = [(e.word, e.pos, e.definition, e.source) for e in read_source(f"gcide-examples:{tmp_path}", skip)]
+    assert got == [
+        ("quaff", "verb", "They quaff the wine.", "gcide-examples"),
+        ("quaff", "verb", "Quaff it.", "gcide-examples"),
+    ]
+    assert skip.counts == {"empty-definition": 1}
+    definitions = [e.definition for e in read_source(f"gcide:{tmp_path}", SkipLog())]
+    assert definitions == ["To drink largely.", "To swallow.", "To gulp."]
+
+
 # ---------------------------------------------------------------- real sample files
 
 

@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)
     p = corpus_sub.add_parser("build", help="dictionary definitions -> prompts with the word's token positions")
     p.add_argument("--tokenizer", required=True, help="model whose tokenizer to build for (dir, hub name, minilm)")
-    p.add_argument("--source", action="append", help="gcide | gcide:DIR | wiktionary:PATH | tsv:PATH | jsonl:PATH "
+    p.add_argument("--source", action="append", help="gcide | gcide:DIR | gcide-examples[:DIR] (usage examples instead "
+                   "of definitions) | wiktionary:PATH | tsv:PATH | jsonl:PATH "
                    "(repeatable; default gcide)")
     p.add_argument("--entities", help="TSV of manual definitions for names and pieces: word<TAB>[pos<TAB>]definition")
     p.add_argument("--no-numbers", action="store_true", help="do not define the numeric vocabulary tokens")

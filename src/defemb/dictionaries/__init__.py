@@ -1,7 +1,8 @@
 """Dictionary readers for the definition corpus: one reader per source, each yielding ``Entry`` and
 counting what it skips in a ``SkipLog``.
 
-CLI source specs (``read_source``): ``gcide`` (or ``gcide:DIR``), ``wiktionary:PATH``, ``tsv:PATH``,
+CLI source specs (``read_source``): ``gcide`` (or ``gcide:DIR``), ``gcide-examples`` (usage examples in
+place of definitions: the paper's ablation), ``wiktionary:PATH``, ``tsv:PATH``,
 ``jsonl:PATH`` and ``entities:PATH``. Numbers come from the tokenizer's vocabulary instead, through
 ``number_entries``.
 """
@@ -30,14 +31,14 @@ __all__ = [
     "read_wiktionary",
 ]
 
-SPECS = "gcide, gcide:DIR, wiktionary:PATH, tsv:PATH, jsonl:PATH, entities:PATH"
+SPECS = "gcide, gcide:DIR, gcide-examples[:DIR], wiktionary:PATH, tsv:PATH, jsonl:PATH, entities:PATH"
 
 
 def read_source(spec: str, skip: SkipLog) -> Iterator[Entry]:
     """Open the source a CLI spec names. Bad specs and missing files fail here, before any reading."""
     kind, _, arg = spec.partition(":")
-    if kind == "gcide":
-        return read_gcide(skip, arg or None)
+    if kind in ("gcide", "gcide-examples"):
+        return read_gcide(skip, arg or None, examples=kind == "gcide-examples")
     if kind not in ("wiktionary", "tsv", "jsonl", "entities") or not arg:
         raise DefembError(f"unknown dictionary source '{spec}'; use one of: {SPECS}")
     if not Path(arg).is_file():

@@ -26,6 +26,8 @@ from defemb.dictionaries.text import clean_definition, plain_pos
 from defemb.errors import DefembError
 
 SOURCE = "gcide"
+#: The paper's ablation "examples instead of definitions": the usage examples GCIDE prints under a sense.
+EXAMPLES_SOURCE = "gcide-examples"
 # Real headwords are at most ~40 characters; newlines, brackets and parentheses only occur in the
 # mis-split raw entries, and backslashes in RTF escapes ("\\'d8apophasis").
 _BAD_HEADWORD = re.compile(r"[\n\[\]()\\]")
@@ -50,7 +52,15 @@ def _headword(key: str) -> str | None:
     return " ".join(_MARKS.sub("", key).split()) or None
 
 
-def _entries_of(word: str, value: object, where: str, skip: SkipLog) -> Iterator[Entry]:
+def _texts(item: dict, examples: bool) -> list[object]:
+    """The definition text of one sense item, or its usage examples."""
+    if not examples:
+        return [item.get("text")]
+    found = item.get("examples")
+    return found if isinstance(found, list) else []
+
+
+def _entries_of(word: str, value: object, where: str, skip: SkipLog, examples: bool = False) -> Iterator[Entry]:
     senses = value.get("pos") if isinstance(value, dict) else None
     if not isinstance(senses, list):
         skip.add("missing-field", where, value)
@@ -63,31 +73,32 @@ def _entries_of(word: str, value: object, where: str, skip: SkipLog) -> Iterator
         raw_pos = sense.get("part_of_speech")
         pos = plain_pos(raw_pos) if isinstance(raw_pos, str) else ""
         for item in definitions:
-            text = item.get("text") if isinstance(item, dict) else None
-            if not isinstance(text, str):
-                skip.add("missing-field", where, item)
-                continue
-            definition = clean_definition(text)
-            if not definition:
-                skip.add("empty-definition", where, text)
-                continue
-            yield Entry(word, pos, definition, SOURCE, where)
+            for text in _texts(item, examples) if isinstance(item, dict) else [None]:
+                if not isinstance(text, str):
+                    skip.add("missing-field", where, item)
+                    continue
+                definition = clean_definition(text)
+                if not definition:
+                    skip.add("empty-definition", where, text)
+                    continue
+                yield Entry(word, pos, definition, EXAMPLES_SOURCE if examples else SOURCE, where)
 
 
-def read_gcide(skip: SkipLog, data_dir: str | os.PathLike | None = None) -> Iterator[Entry]:
+def read_gcide(skip: SkipLog, data_dir: str | os.PathLike | None = None, examples: bool = False) -> Iterator[Entry]:
     """Yield one ``Entry`` per GCIDE definition, in file then headword order.
 
     ``data_dir`` overrides the package's data folder (a folder of ``words_*.json`` files). A missing
-    folder fails here, not at the first ``next()``.
+    folder fails here, not at the first ``next()``. ``examples=True`` yields the senses' usage examples
+    in place of their definitions (source ``gcide-examples``; senses without examples yield nothing).
     """
     folder = Path(data_dir) if data_dir is not None else gcide_data_dir()
     files = sorted(folder.glob("words_*.json"))
     if not files:
         raise DefembError(f"no GCIDE files (words_*.json) in '{folder}'")
-    return _read_files(files, skip)
+    return _read_files(files, skip, examples)
 
 
-def _read_files(files: list[Path], skip: SkipLog) -> Iterator[Entry]:
+def _read_files(files: list[Path], skip: SkipLog, examples: bool) -> Iterator[Entry]:
     for path in files:
         where_file = f"{SOURCE}:{path.name}"
         try:
@@ -105,4 +116,4 @@ def _read_files(files: list[Path], skip: SkipLog) -> Iterator[Entry]:
                 reason = "empty-word" if not key.strip() else "malformed-headword"
                 skip.add(reason, f"{where_file}:{excerpt(key, 40)}", key)
                 continue
-            yield from _entries_of(word, value, f"{where_file}:{key}", skip)
+            yield from _entries_of(word, value, f"{where_file}:{key}", skip, examples)
