@@ -5,4 +5,4 @@ Modules import heavy libraries inside their command functions only, so ``defemb 
 """
 
 EVALUATE: list[str] = []
-TOP: list[str] = []
+TOP: list[str] = ["results"]
