@@ -110,6 +110,27 @@ def test_alpha_replaces_the_rarest_task_tokens_with_rows(tiny_model_dir, tmp_pat
         assert summary["replaced"] == summary["candidates"]
 
 
+def test_numbers_adds_every_numeric_row_to_the_alpha_choice(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir("bert"))
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    vocab = tokenizer.get_vocab()
+    numeric = sorted(i for t, i in vocab.items() if t.removeprefix("##").isdigit())
+    row_ids = sorted(set(range(0, len(tokenizer), 3)) | set(numeric[::2]))
+    write_definitions(model, tmp_path / "defs.safetensors", row_ids)
+    paths, texts = write_task(tmp_path)
+    common = ["replace", model, "--embeddings", str(tmp_path / "defs.safetensors"), "--alpha", "2",
+              "--task-data", *paths, "--ranking", "index"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--numbers", "--out", str(tmp_path / "numbers")]) == 0
+    before = get_table(load_model(model).model)
+    plain = set(np.flatnonzero((before != get_table(load_model(str(tmp_path / "plain")).model)).any(axis=1)))
+    both = set(np.flatnonzero((before != get_table(load_model(str(tmp_path / "numbers")).model)).any(axis=1)))
+    with_rows = set(numeric) & set(row_ids)
+    assert len(with_rows) >= 3 and not with_rows <= plain
+    assert both == plain | with_rows
+    assert json.loads((tmp_path / "numbers" / "defemb.json").read_text())["numbers"] is True
+
+
 def test_all_replaces_every_row_and_the_tied_head_follows(tiny_model_dir, tmp_path, capsys):
     model = str(tiny_model_dir("gpt2"))
     tokenizer = AutoTokenizer.from_pretrained(model)

@@ -154,7 +154,8 @@ def cmd_replace(args: argparse.Namespace) -> None:
 
     config = ReplaceConfig(
         args.model, args.embeddings, task_data=args.task_data or [], alpha=args.alpha, all_tokens=args.all_tokens,
-        blend=args.blend, ranking=args.ranking, table=args.table, trust_remote_code=args.trust_remote_code,
+        blend=args.blend, numbers=args.numbers, ranking=args.ranking, table=args.table,
+        trust_remote_code=args.trust_remote_code,
     )
     summary = replace(config, args.out, args.force)
     print(f"replaced {summary['replaced']} rows of the {summary['table']} table "
@@ -289,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-data", nargs="+", help="task training files: .tsv/.csv (text columns), .jsonl, text")
     p.add_argument("--all", dest="all_tokens", action="store_true", help="replace every token that has a row")
     p.add_argument("--blend", type=float, default=1.0, help="λ: new = (1-λ)·old + λ·definition (default 1)")
+    p.add_argument("--numbers", action="store_true",
+                   help="also replace every numeric token with a row, so number rows stay one consistent set")
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH (default by tokenizer type)")
     p.add_argument("--table", help="input | encoder | decoder (default: the embeddings file's table)")
     p.add_argument("--out", required=True)

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from defemb.analysis.analyze import vocabulary
+from defemb.analysis.numbers import numeric_tokens
 from defemb.analysis.projection import printable
 from defemb.embeddings import EMBEDDING_TABLES, DefinitionEmbeddings, load_embeddings
 from defemb.errors import DefembError
@@ -57,6 +58,7 @@ class ReplaceConfig:
     alpha: float | None = field(default=None, metadata={"help": "percent of |V| to replace, in (0, 100]"})
     all_tokens: bool = field(default=False, metadata={"help": "replace every token that has a row"})
     blend: float = field(default=1.0, metadata={"help": "λ: new row = (1−λ)·old + λ·definition row"})
+    numbers: bool = field(default=False, metadata={"help": "also replace every numeric token that has a row"})
     ranking: str | None = field(default=None, metadata={"help": "index | wordfreq | corpus:PATH"})
     table: str | None = field(default=None, metadata={"help": "input | encoder | decoder (default: the file's)"})
     trust_remote_code: bool = False
@@ -265,6 +267,10 @@ def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict
         task_ids = task_token_ids(loaded.tokenizer, config.task_data, max(len(loaded.tokenizer), E.shape[0]))
     alpha = None if config.all_tokens else config.alpha
     ids = select_ids(ranking.order, definitions.token_ids, task_ids, alpha)
+    if config.numbers:
+        # Number rows are judged by their order among each other: half old, half rebuilt rows scramble it.
+        numeric, _ = numeric_tokens(vocabulary(loaded, E.shape[0]), definitions.token_ids)
+        ids = ranking.order[np.isin(ranking.order, np.union1d(ids, numeric))]
 
     row_of = {int(t): k for k, t in enumerate(definitions.token_ids)}
     old = E[ids]  # (n, h)
@@ -287,6 +293,7 @@ def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict
         "replaced": len(ids),
         "alpha": alpha,
         "all": config.all_tokens,
+        "numbers": config.numbers,
         "blend": config.blend,
         "tying": tying(loaded.model),
         "config": config.to_dict(),
