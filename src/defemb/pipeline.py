@@ -77,9 +77,10 @@ def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "mini
     if _stage("embed", emb.exists()):
         embed(paths["train"], paths["corpus"], emb)
     if _stage("replace", (paths["model"] / "replaced.tsv").exists()):
-        # V_task = the corpus's own tokens: the rarest alpha % of the vocabulary that have a row
+        # V_task = the corpus's own tokens: the rarest alpha % of the vocabulary that have a row, plus
+        # every number with a row (docs/results.md: a half-rebuilt number set loses its order)
         config = ReplaceConfig(model=model, embeddings=str(emb), task_data=[str(paths["corpus"] / "train.jsonl")],
-                               alpha=settings.alpha, ranking=ranking)
+                               alpha=settings.alpha, numbers=True, ranking=ranking)
         replace(config, paths["model"])
     if _stage("analyze (after)", (paths["after"] / "analysis.json").exists()):
         write_analysis(analysis(str(paths["model"])), paths["after"])
