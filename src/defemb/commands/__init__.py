@@ -4,5 +4,5 @@
 Modules import heavy libraries inside their command functions only, so ``defemb --help`` stays fast.
 """
 
-EVALUATE: list[str] = []
+EVALUATE: list[str] = ["wordsim", "probe", "drift"]
 TOP: list[str] = ["results"]

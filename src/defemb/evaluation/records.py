@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,35 @@ def finished(out: str | Path, label: str, seed: int | None) -> bool:
         return read_record(path).status == "ok"
     except DefembError:
         return False
+
+
+CONFIG_FILE = "config.json"
+
+
+def open_out(out: str | Path, config: dict[str, Any], force: bool, free: tuple[str, ...], what: str) -> Path:
+    """Create (or, with ``force``, recreate) ``out`` and save ``config``; an existing ``out`` is resumed only if
+    its config.json matches ``config`` on every key but ``free`` (e.g. adding models or seeds is fine)."""
+    out = Path(out)
+    config = json.loads(json.dumps(config))  # tuples -> lists, as they read back
+    if out.exists() and not out.is_dir():
+        raise DefembError(f"--out '{out}' is a file, not a directory")
+    if out.exists() and force:
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        saved = out / CONFIG_FILE
+        try:
+            old = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            raise DefembError(f"--out '{out}' exists but holds no readable {what} {CONFIG_FILE}; "
+                              "choose another --out or pass --force to replace it") from None
+        changed = [k for k in sorted(set(old) | set(config)) if k not in free and old.get(k) != config.get(k)]
+        if changed:
+            diff = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
+            raise DefembError(f"--out '{out}' holds runs made with other settings ({diff}); rerun with the same "
+                              "settings to resume, choose another --out, or pass --force to start afresh")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / CONFIG_FILE, config)
+    except OSError as exc:
+        raise DefembError(f"cannot write --out '{out}': {exc.strerror or exc}") from exc
+    return out

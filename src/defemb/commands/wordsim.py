@@ -1,0 +1,37 @@
+"""`defemb evaluate wordsim`: Spearman ρ of static word vectors on word-similarity sets."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("wordsim", help="word similarity: Spearman ρ of mean token rows vs human scores")
+    p.add_argument("--models", nargs="+", required=True, help="LABEL=PATH or PATH (dir, hub name, minilm)")
+    p.add_argument("--sets", nargs="+", metavar="DIR|FILE",
+                   help="similarity files or folders (default: the shared word-sim/eval-word-vectors)")
+    p.add_argument("--table", default="input", help="input | encoder | decoder | output (default input)")
+    p.add_argument("--out", required=True, help="results folder (a rerun skips finished models)")
+    p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_wordsim)
+
+
+def cmd_wordsim(args: argparse.Namespace) -> None:
+    from defemb.cli import _print_table
+    from defemb.evaluation.records import read_records
+    from defemb.evaluation.wordsim import EVALUATOR, WordsimConfig, run_wordsim
+
+    config = WordsimConfig(models=args.models, sets=args.sets, table=args.table,
+                           trust_remote_code=args.trust_remote_code)
+    run_wordsim(config, args.out, force=args.force)
+    records = [r for r in read_records(args.out) if r.evaluator == EVALUATOR]
+    ok = [r for r in records if r.status == "ok"]
+    names = sorted({k.rsplit("/", 1)[0] for r in ok for k in r.metrics if k.endswith("/coverage")})
+    rows = [[n] + [f"{r.metrics[f'{n}/spearman']:.3f} ({r.metrics[f'{n}/coverage']:.0%})"
+                   if f"{n}/spearman" in r.metrics else "—" for r in ok] for n in names]
+    rows.append(["mean"] + [f"{r.metrics['mean/spearman']:.3f}" for r in ok])
+    _print_table(f"word similarity: Spearman ρ (coverage) -> {args.out}", ["set", *[r.label for r in ok]], rows)
+    for r in records:
+        if r.status != "ok":
+            print(f"{r.label}: failed: {r.error}")
