@@ -178,3 +178,46 @@ def test_two_process_ddp_training(tiny_model_dir, corpora, tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 0, 4, 8]  # only rank 0 logs
     assert (run / "head.safetensors").is_file() and (run / "model" / "model.safetensors").is_file()
+
+
+def test_empty_corpus_is_refused(tiny_model_dir, corpora, tmp_path, capsys):
+    import shutil
+
+    corpus = tmp_path / "empty"
+    shutil.copytree(corpora("bert"), corpus)
+    (corpus / "train.jsonl").write_text("", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_model_dir("bert")), "--corpus", str(corpus), "--out", str(out)]) == 2
+    assert "no training records" in capsys.readouterr().err and not out.exists()
+
+
+def test_model_without_a_token_table_is_refused(tiny_model_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer, ViTConfig, ViTModel
+
+    vit = tmp_path / "vit"
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=8, patch_size=4)).save_pretrained(vit)
+    AutoTokenizer.from_pretrained(tiny_model_dir("bert")).save_pretrained(vit)  # a tokenizer is not enough
+    out = tmp_path / "run"
+    assert main(["analyze", str(vit), "--ranking", "index", "--out", str(out)]) == 2
+    assert "token-embedding table" in capsys.readouterr().err and not out.exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_model_dir, corpora, tmp_path, monkeypatch, capsys):
+    from defemb.method import train as train_module
+
+    update = train_module.Trainer._update
+
+    def poisoned(self, model, plan):
+        squared = update(self, model, plan)
+        return squared * float("nan") if self.step == 3 else squared  # the 4th step goes bad
+
+    monkeypatch.setattr(train_module.Trainer, "_update", poisoned)
+    out = tmp_path / "run"
+    args = ["train", str(tiny_model_dir("bert")), "--corpus", str(corpora("bert")), "--out", str(out),
+            "--steps", "6", "--save-every", "2", "--eval-every", "2", "--tokens", "256", "--no-warm-start"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "NaN/inf at step 4" in err and "last good checkpoint" in err
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 2 and not (out / "model").exists()
