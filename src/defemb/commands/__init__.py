@@ -4,5 +4,5 @@
 Modules import heavy libraries inside their command functions only, so ``defemb --help`` stays fast.
 """
 
-EVALUATE: list[str] = ["wordsim", "probe", "drift"]
+EVALUATE: list[str] = ["wordsim", "probe", "drift", "summarization"]
 TOP: list[str] = ["results"]
