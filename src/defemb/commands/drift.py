@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> None:
-    from defemb.cli import _print_table
+    from defemb.commands import print_table as _print_table
     from defemb.config import DriftConfig
     from defemb.errors import DefembError
     from defemb.evaluation.drift import EVALUATOR, MEASURES, DriftJob, run_drift, saved_model_jobs

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from defemb.cli import _print_table
+    from defemb.commands import print_table as _print_table
     from defemb.evaluation.probe import EVALUATOR, ProbeConfig, run_probe
     from defemb.evaluation.records import parse_seeds, read_records
 

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from defemb.cli import _print_table
+    from defemb.commands import print_table as _print_table
     from defemb.evaluation.results import CAPTION, HEADER, check_out, merge, table_rows, title, write_results
 
     check_out(args.out, args.dirs, args.force)

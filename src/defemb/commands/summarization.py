@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
 
 def cmd_summarization(args: argparse.Namespace) -> None:
-    from defemb.cli import _print_table
+    from defemb.commands import print_table as _print_table
     from defemb.evaluation.records import parse_seeds
     from defemb.evaluation.summarization import SummarizationConfig, evaluate_summarization
 

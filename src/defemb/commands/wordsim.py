@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def cmd_wordsim(args: argparse.Namespace) -> None:
-    from defemb.cli import _print_table
+    from defemb.commands import print_table as _print_table
     from defemb.evaluation.records import read_records
     from defemb.evaluation.wordsim import EVALUATOR, WordsimConfig, run_wordsim
 

@@ -1,0 +1,125 @@
+"""Repair commands: replace, train, embed, add-tokens, and the whole pipeline (`run`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from defemb.errors import DefembError
+
+
+def cmd_replace(args: argparse.Namespace) -> None:
+    from defemb.replace import ReplaceConfig, replace
+
+    config = ReplaceConfig(
+        args.model, args.embeddings, task_data=args.task_data or [], alpha=args.alpha, all_tokens=args.all_tokens,
+        blend=args.blend, numbers=args.numbers, ranking=args.ranking, table=args.table,
+        trust_remote_code=args.trust_remote_code,
+    )
+    summary = replace(config, args.out, args.force)
+    print(f"replaced {summary['replaced']} rows of the {summary['table']} table "
+          f"({summary['candidates']} candidates with a definition row, blend {summary['blend']}) -> {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from defemb.config import TrainConfig
+    from defemb.method.train import resume, train
+
+    if args.resume:
+        summary = resume(args.resume)
+        out = args.resume
+    else:
+        if not (args.model and args.corpus and args.out):
+            raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
+        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "steps", "warmup", "tokens", "lr",
+                                               "head_lr_scale", "grad_accum", "eval_every", "save_every",
+                                               "patience", "train_embeddings", "seed", "trust_remote_code")}
+        if args.no_warm_start:
+            fields["warm_start"] = False
+        summary = train(TrainConfig(model=args.model, corpus=args.corpus, **fields), args.out, args.force)
+        out = args.out
+    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² {summary['best_valid_mse']:.4f} -> {out}")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from defemb.method.embed import embed
+
+    result = embed(args.run, args.corpus, args.out, aggregate=args.aggregate, max_prompts=args.max_prompts,
+                   force=args.force)
+    print(f"{result['rows']} definition rows from {result['prompts']} prompts -> {args.out}")
+
+
+def cmd_add_tokens(args: argparse.Namespace) -> None:
+    from defemb.method.add_tokens import add_tokens
+
+    result = add_tokens(args.model, args.run, args.words, args.out, force=args.force, table=args.table)
+    print(f"added {result['added']} tokens (ids from {result['first_id']}) -> {args.out}; see added.tsv")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from defemb.pipeline import run_pipeline
+
+    print(run_pipeline(args.out, preset=args.preset, model=args.model, source=args.source, ranking=args.ranking,
+                       seed=args.seed))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("replace",
+                              help="write a checkpoint with definition embeddings for the task's rare tokens")
+    p.add_argument("model")
+    p.add_argument("--embeddings", required=True, help="definition-embeddings file from `defemb embed`")
+    p.add_argument("--alpha", type=float, help="replace the rarest task tokens, up to this percent of the vocabulary")
+    p.add_argument("--task-data", nargs="+", help="task training files: .tsv/.csv (text columns), .jsonl, text")
+    p.add_argument("--all", dest="all_tokens", action="store_true", help="replace every token that has a row")
+    p.add_argument("--blend", type=float, default=1.0, help="λ: new = (1-λ)·old + λ·definition (default 1)")
+    p.add_argument("--numbers", action="store_true",
+                   help="also replace every numeric token with a row, so number rows stay one consistent set")
+    p.add_argument("--ranking", help="index | wordfreq | corpus:PATH (default by tokenizer type)")
+    p.add_argument("--table", help="input | encoder | decoder (default: the embeddings file's table)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_replace)
+    p = subparsers.add_parser("train", help="train DefinitionEMB on a definition corpus")
+    p.add_argument("model", nargs="?", help="model to initialise from (dir, hub name, minilm)")
+    p.add_argument("--corpus", help="corpus directory built for this model's tokenizer")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--preset", default="small", help="roberta | bart | t5 (paper Table 12) | small (CPU)")
+    p.add_argument("--table", default="input", help="table to rebuild: input | encoder | decoder")
+    p.add_argument("--objective", default="mimic", help="mimic | lm (the paper's w/o-mimicking ablation)")
+    for name, kind in (("steps", int), ("warmup", int), ("tokens", int), ("lr", float), ("head-lr-scale", float)):
+        p.add_argument(f"--{name}", type=kind, help="override the preset")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--patience", type=int, default=0, help="early stop after N evaluations without improvement")
+    p.add_argument("--train-embeddings", action="store_true", help="also update the token tables")
+    p.add_argument("--no-warm-start", action="store_true", help="do not fit W by ridge least squares first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_train)
+    p = subparsers.add_parser("embed", help="definition rows for every token the corpus covers")
+    p.add_argument("run", help="finished training run directory")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--aggregate", default="first", choices=["first", "mean"])
+    p.add_argument("--max-prompts", type=int, default=5, help="prompts averaged per token with --aggregate mean")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_embed)
+    p = subparsers.add_parser("add-tokens", help="add new words with rows predicted from their definitions")
+    p.add_argument("model")
+    p.add_argument("--run", required=True, help="finished training run directory")
+    p.add_argument("--words", required=True, help="TSV: word<TAB>[pos<TAB>]definition")
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", default="input")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_add_tokens)
+    p = subparsers.add_parser("run", help="the whole pipeline: analyze, corpus, train, embed, replace, analyze again")
+    p.add_argument("--preset", default="quickstart", help="quickstart (~15 min on 2 CPU cores) | full")
+    p.add_argument("--out", default="defemb-run", help="pipeline directory (rerun the command to continue)")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--source", default="gcide", help="dictionary source spec (see corpus build)")
+    p.add_argument("--ranking", help="index | wordfreq | corpus:PATH")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_run)
