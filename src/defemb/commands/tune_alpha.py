@@ -11,7 +11,7 @@ def run(args: argparse.Namespace) -> None:
     from defemb.evaluation.tune_alpha import TuneAlphaConfig, tune_alpha
 
     config = TuneAlphaConfig(model=args.model, embeddings=args.embeddings, task=args.task, grid=args.grid,
-                             blends=args.blend, seeds=args.seeds or "1", data=args.data,
+                             blends=args.blend, numbers=args.numbers, seeds=args.seeds or "1", data=args.data,
                              training=training_from_args(args), trust_remote_code=args.trust_remote_code)
     result = tune_alpha(config, args.out, args.force)
     choice = result["choice"]
@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--embeddings", required=True, help="definition-embeddings file from `defemb embed`")
     p.add_argument("--grid", default="1,3,5,10,20,100", help="α values, percent of |V| (default 1,3,5,10,20,100)")
     p.add_argument("--blend", default="1", help="λ values in [0, 1], e.g. 0.25,0.5,1 (default 1)")
+    p.add_argument("--numbers", action="store_true", help="also replace every numeric row (see `replace --numbers`)")
     p.add_argument("--out", required=True, help="folder for models/, runs/, table.md, choice.json")
     add_training_arguments(p)
     p.set_defaults(func=run)

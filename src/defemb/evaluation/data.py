@@ -1,4 +1,4 @@
-"""Where the evaluation datasets live: ``--data DIR`` wins, else ``$DEFEMB_DATA/<name>``, else ``../shared/data/<name>``.
+"""Where evaluation datasets live: ``--data DIR``, else ``$DEFEMB_DATA/<name>``, else ``../shared/data/<name>``.
 
 defemb never downloads datasets; a user points it at local copies (the GLUE TSVs, CNN/DailyMail CSVs, ...).
 """

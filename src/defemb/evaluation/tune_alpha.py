@@ -56,6 +56,7 @@ class TuneAlphaConfig:
     grid: list[float] = field(default_factory=lambda: [1.0, 3.0, 5.0, 10.0, 20.0, 100.0],
                               metadata={"help": "α values: percent of |V| replaced"})
     blends: list[float] = field(default_factory=lambda: [1.0], metadata={"help": "λ values in [0, 1]"})
+    numbers: bool = field(default=False, metadata={"help": "replace every numeric row too (`replace --numbers`)"})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "fine-tuning seeds per setting"})
     data: str | None = None
     training: TrainingConfig | None = field(default=None, metadata={"help": "default: the small preset"})
@@ -159,7 +160,8 @@ def tune_alpha(config: TuneAlphaConfig, out: str | Path, force: bool = False) ->
         folder = out / "models" / label
         if not (folder / "defemb.json").is_file():
             settings = ReplaceConfig(model=config.model, embeddings=config.embeddings, alpha=alpha, blend=blend,
-                                     task_data=[str(task.files["train"])], trust_remote_code=config.trust_remote_code)
+                                     numbers=config.numbers, task_data=[str(task.files["train"])],
+                                     trust_remote_code=config.trust_remote_code)
             replace(settings, out=folder, force=folder.exists())
         replaced[label] = json.loads((folder / "defemb.json").read_text(encoding="utf-8"))["replaced"]
         specs.append(ModelSpec(label, str(folder)))
