@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -159,6 +160,8 @@ class TrainConfig:
     patience: int = field(default=0, metadata={"help": "evaluations without improvement before stopping; 0 = off"})
     train_embeddings: bool = False
     max_valid: int = field(default=2000, metadata={"help": "validation prompts used per evaluation"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the forward pass (AMX CPUs, GPUs)"})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: cuda when present)"})
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -177,6 +180,8 @@ class TrainConfig:
             _check_positive(name.replace("_", "-"), getattr(self, name))
         if self.optimizer not in ("adam", "adafactor") or self.schedule not in ("inverse_sqrt", "constant"):
             raise DefembError(f"unknown optimizer/schedule {self.optimizer}/{self.schedule}")
+        if self.device is not None and not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
+            raise DefembError(f"--device '{self.device}': use cpu, cuda or cuda:N")
         if not self.lr > 0 or not self.head_lr_scale > 0:
             raise DefembError(f"--lr and --head-lr-scale must be positive (got {self.lr}, {self.head_lr_scale})")
 

@@ -32,7 +32,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
         fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "steps", "warmup", "tokens", "lr",
                                                "head_lr_scale", "grad_accum", "eval_every", "save_every",
-                                               "patience", "train_embeddings", "seed", "trust_remote_code")}
+                                               "patience", "train_embeddings", "bf16", "device", "seed",
+                                               "trust_remote_code")}
         if args.no_warm_start:
             fields["warm_start"] = False
         summary = train(TrainConfig(model=args.model, corpus=args.corpus, **fields), args.out, args.force)
@@ -95,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=0, help="early stop after N evaluations without improvement")
     p.add_argument("--train-embeddings", action="store_true", help="also update the token tables")
     p.add_argument("--no-warm-start", action="store_true", help="do not fit W by ridge least squares first")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (fast on CPUs with "
+                   "AMX/AVX512-BF16 and on GPUs); weights, optimiser and loss stay float32")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the GPU when there is one; one per rank)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true")
     p.add_argument("--trust-remote-code", action="store_true")

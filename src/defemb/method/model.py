@@ -7,6 +7,7 @@ frozen unless asked otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,11 @@ class Batch:
     targets: torch.Tensor  # (N,) token ids whose pretrained rows are the targets
     decoder_input_ids: torch.Tensor | None = None  # (B, S)
     decoder_attention_mask: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return Batch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
 
     @property
     def tokens(self) -> int:

@@ -38,6 +38,18 @@ RIDGE_EXAMPLES = 4096  # prompts sampled across the corpus (its order is alphabe
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths, × mean eigenvalue of HᵀH; one is picked on held-out rows
 
 
+def _device(name: str | None, world: int) -> torch.device:
+    """The training device: ``--device``, else the GPU when there is one; one GPU per rank under torchrun."""
+    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DefembError(f"--device {name}: no CUDA GPU is available here")
+        if world > 1 and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
 class Trainer:
     """Holds everything one run needs; `train()` runs (or continues) it."""
 
@@ -46,15 +58,16 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.device = _device(config.device, self.world)
         if self.world > 1 and not torch.distributed.is_initialized():  # launched by torchrun / accelerate
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         seed_everything(config.seed)
         torch.set_flush_denormal(True)  # tiny gradients/moments as denormals slow CPU kernels 100-fold
         self.loaded = load_hf_model(config.model, trust_remote_code=config.trust_remote_code)
         self.kind = self.loaded.kind
         self.corpus_config = check_corpus(config.corpus, self.loaded.tokenizer)
         table = get_table_module(self.loaded.model, config.table).weight
-        self.targets = table.detach().clone().float()  # frozen pretrained rows (V, h_e)
+        self.targets = table.detach().clone().float().to(self.device)  # frozen pretrained rows (V, h_e)
         self.vocab = Vocabulary.for_model(self.loaded)
         self.strategy = STRATEGIES[self.kind]
         tokenizer = self.loaded.tokenizer
@@ -66,7 +79,7 @@ class Trainer:
         ranking = rank_tokens(tokenizer, self.targets.shape[0], None, tokenizer_kind(tokenizer))
         self.token_bands = ranking.band_of(self.targets.shape[0])
         generator = torch.Generator().manual_seed(config.seed)
-        self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator)
+        self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator).to(self.device)
         self._freeze_tables()
         self.optimizer, self.scheduler = self._optimiser()
         self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
@@ -106,7 +119,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ steps
     def _examples(self, records: list[dict], generator: torch.Generator):
-        return collate([self.strategy(r, self.vocab, generator) for r in records], self.vocab.pad_id)
+        return collate([self.strategy(r, self.vocab, generator) for r in records], self.vocab.pad_id).to(self.device)
 
     def _loss(self, predictions: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(optimised loss, per-prediction squared error ‖e − ẽ‖²) for predictions (N, h_e)."""
@@ -124,9 +137,9 @@ class Trainer:
     def _by_band(self, squared: torch.Tensor, token_ids: torch.Tensor) -> dict[str, float]:
         """Mean squared error overall (``valid_mse``) and per frequency band of the target token."""
         out = {"valid_mse": float(squared.mean()) if len(squared) else float("nan")}
-        bands = self.token_bands[token_ids.numpy()]
+        bands = self.token_bands[token_ids.cpu().numpy()]
         for band in BANDS:
-            mask = torch.from_numpy(bands == band)
+            mask = torch.from_numpy(bands == band).to(squared.device)
             out[f"valid_mse_{band}"] = float(squared[mask].mean()) if bool(mask.any()) else float("nan")
         return out
 
@@ -192,7 +205,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         folder = self.run_dir / "checkpoint"
         load_model(self.model, folder / "model.safetensors")
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device))
         torch.set_rng_state(load_file(folder / "rng.safetensors")["cpu_rng"])
         state = json.loads((folder / "state.json").read_text())
         self.scheduler.load_state_dict(state["scheduler"])
@@ -217,7 +230,8 @@ class Trainer:
         c = self.config
         model = self.model
         if self.world > 1:  # unused parameters: e.g. BERT's pooler never sees a gradient here
-            model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         model.train()
         if self.step == 0:
             self.log(event="start", **self.mean_row_mse(), **self.validate())
@@ -270,7 +284,9 @@ class Trainer:
             records = [self.train_records[i] for i in plan[self.position]]
             self.position += 1
             batch = self._examples(records, generator)
-            loss, squared = self._loss(model(batch), batch)  # through the DDP wrapper when distributed
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+                predictions = model(batch)  # through the DDP wrapper when distributed
+            loss, squared = self._loss(predictions.float(), batch)
             (loss / self.config.grad_accum).backward()
             squared_all.append(squared)
         self.optimizer.step()
@@ -284,7 +300,7 @@ class Trainer:
         mean = self.targets.mean(dim=0)
         ids = torch.tensor(
             [r["input_ids"][p] for r in self.valid_records for g in r["word_positions"] for p in g], dtype=torch.long
-        )
+        ).to(self.device)
         scores = self._by_band(((self.targets[ids] - mean) ** 2).sum(dim=-1), ids)
         return {key.replace("valid_mse", "mean_row_mse"): value for key, value in scores.items()}
 
@@ -293,7 +309,7 @@ class Trainer:
         if self.rank == 0:
             self.loaded.model.save_pretrained(self.run_dir / "model")
             self.loaded.tokenizer.save_pretrained(self.run_dir / "model")
-            save_file({"weight": self.model.head.weight.detach().contiguous()}, self.run_dir / "head.safetensors")
+            save_file({"weight": self.model.head.weight.detach().cpu().contiguous()}, self.run_dir / "head.safetensors")
             write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
 
