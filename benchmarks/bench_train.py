@@ -6,7 +6,8 @@ The plain loop is what a first implementation does: random batches of a fixed nu
 to the batch maximum, AdamW over every parameter including the embedding table. defemb's trainer:
 frozen tables (no gradient, no optimiser state), length-bucketed batches within a token budget.
 Printed per loop: examples/s, useful (non-padding) tokens/s, and model-FLOPs utilisation
-MFU = 6 × non-embedding parameters × useful tokens/s ÷ a float32 matmul peak measured in the same run.
+MFU = 6 × non-embedding parameters × useful tokens/s ÷ a matmul peak measured in the same run (float32,
+and for the ``--bf16`` row also bfloat16's own peak).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from defemb.config import TrainConfig
 from defemb.method.train import Trainer
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    """Best float32 GEMM rate (FLOP/s) of torch on these cores."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best GEMM rate (FLOP/s) of torch on these cores in ``dtype``."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     best = 0.0
     for _ in range(repeats):
         started = time.perf_counter()
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=4096, help="token budget per batch of the trainer")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    peak = matmul_peak()
+    peaks = {"fp32": matmul_peak(), "bf16": matmul_peak(dtype=torch.bfloat16)}
     rows = []
     with tempfile.TemporaryDirectory() as run:
         config = TrainConfig(model=args.model, corpus=args.corpus, steps=10**6, tokens=args.tokens, warm_start=False)
@@ -74,7 +75,10 @@ def main() -> None:
             trainer._update(trainer.model, plan)
             return len(records), tokens
 
-        rows.append(("defemb trainer (frozen tables, buckets)", *timed(ours, args.steps)))
+        rows.append(("defemb trainer (frozen tables, buckets)", "fp32", *timed(ours, args.steps)))
+        trainer.config.bf16 = True
+        rows.append(("defemb trainer, --bf16 autocast", "bf16", *timed(ours, args.steps)))
+        trainer.config.bf16 = False
 
         # The plain loop, on the same trainer's model and masking, but every parameter trained.
         for p in trainer.model.parameters():
@@ -93,15 +97,16 @@ def main() -> None:
             optimizer.zero_grad()
             return len(records), int(batch.attention_mask.sum())
 
-        rows.append(("plain loop (random batches, all parameters)", *timed(plain, args.steps)))
-    print(f"float32 matmul peak: {peak / 1e9:.0f} GFLOP/s; non-embedding parameters: {params / 1e6:.1f} M")
-    print("| loop | examples/s | useful tokens/s | MFU | × plain (tokens/s) |")
-    print("|---|---|---|---|---|")
-    plain_rate = rows[1][3] / rows[1][1]
-    for name, seconds, examples, tokens in rows:
+        rows.append(("plain loop (random batches, all parameters)", "fp32", *timed(plain, args.steps)))
+    print(f"matmul peak: float32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
+          f"non-embedding parameters: {params / 1e6:.1f} M")
+    print("| loop | examples/s | useful tokens/s | MFU (fp32 peak) | MFU (own dtype's peak) | × plain (tokens/s) |")
+    print("|---|---|---|---|---|---|")
+    plain_rate = rows[-1][4] / rows[-1][2]
+    for name, dtype, seconds, examples, tokens in rows:
         rate = tokens / seconds
-        print(f"| {name} | {examples / seconds:.1f} | {rate:.0f} | {6 * params * rate / peak:.0%} | "
-              f"{rate / plain_rate:.2f} |")
+        print(f"| {name} | {examples / seconds:.1f} | {rate:.0f} | {6 * params * rate / peaks['fp32']:.0%} | "
+              f"{6 * params * rate / peaks[dtype]:.0%} | {rate / plain_rate:.2f} |")
 
 
 if __name__ == "__main__":
