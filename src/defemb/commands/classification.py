@@ -20,6 +20,8 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, help="tokens per example after truncation")
     p.add_argument("--warmup-ratio", type=float, help="share of updates with linear warmup")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    p.add_argument("--bf16", action="store_true", default=None,
+                   help="bfloat16 autocast while fine-tuning (2-3x faster on CPUs with AMX, and on GPUs)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
     p.add_argument("--force", action="store_true", help="start a fresh --out (default: resume what is there)")
 
@@ -29,7 +31,7 @@ def training_from_args(args: argparse.Namespace):
 
     return training_config(args.preset, args.task, epochs=args.epochs, steps=args.steps, lr=args.lr,
                            batch_size=args.batch_size, max_length=args.max_length, warmup_ratio=args.warmup_ratio,
-                           weight_decay=args.weight_decay)
+                           weight_decay=args.weight_decay, bf16=args.bf16)
 
 
 def _cell(value: float | None) -> str:

@@ -73,6 +73,7 @@ class TrainingConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay (not on biases and norms)"})
     adam_betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 turns it off"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (AMX CPUs, GPUs); weights stay float32"})
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]  # JSON gives a list
@@ -286,7 +287,8 @@ def train(model, data: Encoded, config: TrainingConfig, rng: np.random.Generator
     with tqdm(total=total, desc="fine-tune", unit=" updates", disable=None, leave=False) as progress:
         while step < total:
             for index in length_grouped_batches(data.lengths, config.batch_size, rng):
-                loss = model(**collate(data, index, pad_id, device), labels=labels[index]).loss
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    loss = model(**collate(data, index, pad_id, device), labels=labels[index]).loss
                 loss.backward()
                 if config.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
