@@ -316,3 +316,22 @@ def test_cli_prints_table_and_bad_input_exits_2(tmp_path, tiny_model_dir, capsys
     assert read_record(out / "tiny" / "seed-0" / "result.json").config["training"]["batch_size"] == 8
     assert main([*argv[:3], "qqp", *argv[4:]]) == 2
     assert "unknown task 'qqp'" in capsys.readouterr().err
+
+
+def test_bf16_autocast_still_learns_and_is_recorded(tmp_path, tiny_model_dir, monkeypatch):
+    """--bf16 runs the matmuls in bfloat16 (checked on a Linear) and still learns the marker task."""
+    seen = set()
+    linear = torch.nn.Linear.forward
+
+    def recording(self, x):
+        y = linear(self, x)
+        seen.add(y.dtype)
+        return y
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", recording)
+    folder = write_task(tmp_path / "task", n=(80, 60, 20), pair=False)
+    options = {"epochs": 8.0, "batch_size": 16, "lr": 3e-3, "bf16": True}
+    (record,) = evaluate_classification(config(folder, [f"bert={tiny_model_dir('bert')}"], seeds="1", **options),
+                                        tmp_path / "out")
+    assert torch.bfloat16 in seen and record.config["training"]["bf16"] is True
+    assert record.metrics["dev/accuracy"] >= 0.8
