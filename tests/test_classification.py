@@ -61,13 +61,7 @@ def config(task_dir: Path, models: list[str], seeds="1", **training) -> Classifi
     return ClassificationConfig(task=task, models=models, seeds=seeds, training=training_options)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared box: two intra-op threads competing with other processes run ~40x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -318,20 +312,11 @@ def test_cli_prints_table_and_bad_input_exits_2(tmp_path, tiny_model_dir, capsys
     assert "unknown task 'qqp'" in capsys.readouterr().err
 
 
-def test_bf16_autocast_still_learns_and_is_recorded(tmp_path, tiny_model_dir, monkeypatch):
+def test_bf16_autocast_still_learns_and_is_recorded(tmp_path, tiny_model_dir, linear_dtypes):
     """--bf16 runs the matmuls in bfloat16 (checked on a Linear) and still learns the marker task."""
-    seen = set()
-    linear = torch.nn.Linear.forward
-
-    def recording(self, x):
-        y = linear(self, x)
-        seen.add(y.dtype)
-        return y
-
-    monkeypatch.setattr(torch.nn.Linear, "forward", recording)
     folder = write_task(tmp_path / "task", n=(80, 60, 20), pair=False)
     options = {"epochs": 8.0, "batch_size": 16, "lr": 3e-3, "bf16": True}
     (record,) = evaluate_classification(config(folder, [f"bert={tiny_model_dir('bert')}"], seeds="1", **options),
                                         tmp_path / "out")
-    assert torch.bfloat16 in seen and record.config["training"]["bf16"] is True
+    assert torch.bfloat16 in linear_dtypes and record.config["training"]["bf16"] is True
     assert record.metrics["dev/accuracy"] >= 0.8

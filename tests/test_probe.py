@@ -28,13 +28,7 @@ WORDS = ["house", "city", "park", "river", "garden", "office", "market", "statio
          "woman", "man", "table", "road", "long", "year", "floor", "story", "chapter", "room", "paid", "tokyo"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches gain nothing from intra-op threads, and on a busy machine the threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_labels():

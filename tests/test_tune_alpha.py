@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from transformers import AutoTokenizer
 
 from defemb.cli import main
@@ -21,14 +20,7 @@ from defemb.evaluation.tune_alpha import TuneAlphaConfig, choose, tune_alpha
 from defemb.models import vocabulary_hash
 from test_classification import write_task
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared box: two intra-op threads competing with other processes run ~40x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_embeddings(model_dir: Path, path: Path, vocab_hash: str | None = None) -> Path:

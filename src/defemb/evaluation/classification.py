@@ -30,6 +30,7 @@ from defemb.errors import DefembError
 from defemb.evaluation.records import (
     ModelSpec,
     RunRecord,
+    error_line,
     finished,
     open_out,
     parse_model_specs,
@@ -161,7 +162,7 @@ def check_model(name: str, trust_remote_code: bool = False) -> str:
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
-        raise DefembError(f"cannot load a model config from '{name}': {_one_line(exc)}") from exc
+        raise DefembError(f"cannot load a model config from '{name}': {error_line(exc)}") from exc
     remote = trust_remote_code and "AutoModelForSequenceClassification" in (getattr(config, "auto_map", None) or {})
     if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING and not remote:
         raise DefembError(f"model '{name}' (model_type '{config.model_type}') has no sequence-classification class "
@@ -329,11 +330,6 @@ def score(split: str, predictions: np.ndarray, gold: np.ndarray, num_labels: int
     return metrics, {f"{split}/accuracy": correct.tolist()}
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def run_one(spec: ModelSpec, path: str, seed: int, task: Task, config: TrainingConfig, splits: tuple[str, ...],
             save_to: Path | None = None, trust_remote_code: bool = False,
             evaluator: str = "classification") -> RunRecord:
@@ -398,7 +394,7 @@ def run_models(specs: list[ModelSpec], paths: list[str], seeds: list[int], task:
             record = run_one(spec, path, seed, task, config, splits, model_dir, trust_remote_code, evaluator)
         except Exception as exc:  # one broken checkpoint must not cost the other runs
             record = RunRecord(evaluator, task.name, spec.path, spec.label, seed, PRIMARY, status="failed",
-                               error=_one_line(exc), config={"task": task.name, "model_path": path})
+                               error=error_line(exc), config={"task": task.name, "model_path": path})
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
             print(f"defemb: {spec.label} seed {seed} failed: {record.error} (see {folder / 'error.txt'})",

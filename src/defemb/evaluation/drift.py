@@ -18,7 +18,15 @@ from tqdm.auto import tqdm
 
 from defemb.config import DriftConfig
 from defemb.errors import DefembError
-from defemb.evaluation.records import RunRecord, finished, open_out, read_records, run_dir, write_record
+from defemb.evaluation.records import (
+    RunRecord,
+    error_line,
+    finished,
+    open_out,
+    read_records,
+    run_dir,
+    write_record,
+)
 from defemb.models import resolve_model_name
 
 EVALUATOR = "drift"
@@ -44,8 +52,7 @@ def drift_record(config: DriftConfig, label: str, seed: int | None = None, task:
         result = drift(config)
         return RunRecord(**base, metrics=drift_metrics(result["bands"]), wall_s=time.perf_counter() - start)
     except Exception as exc:  # one pair failing must not stop the others; its record says why
-        error = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        return RunRecord(**base, status="failed", error=error, wall_s=time.perf_counter() - start)
+        return RunRecord(**base, status="failed", error=error_line(exc), wall_s=time.perf_counter() - start)
 
 
 @dataclass

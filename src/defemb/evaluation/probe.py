@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from defemb.errors import DefembError
 from defemb.evaluation.records import (
     RunRecord,
+    error_line,
     finished,
     open_out,
     parse_model_specs,
@@ -297,8 +298,7 @@ def run_probe(config: ProbeConfig, out: str | Path, force: bool = False,
                                    per_example={PRIMARY: [float(c) for c in predicted == data.test_labels]},
                                    wall_s=time.perf_counter() - start)
             except Exception as exc:  # one run failing must not stop the others; its record says why
-                message = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-                record = RunRecord(**base, status="failed", error=message, wall_s=time.perf_counter() - start)
+                record = RunRecord(**base, status="failed", error=error_line(exc), wall_s=time.perf_counter() - start)
             write_record(out, record)
             records.append(record)
     return records

@@ -102,6 +102,12 @@ class RunRecord:
                 raise ValueError(f"metric {name!r} is not a number: {values!r}")
 
 
+def error_line(exc: BaseException) -> str:
+    """A failed run's one-line error: the exception's type and first line ("OSError: no file ...")."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def run_dir(out: str | Path, label: str, seed: int | None) -> Path:
     return Path(out) / label / f"seed-{'none' if seed is None else seed}"
 

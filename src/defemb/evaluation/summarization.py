@@ -21,6 +21,7 @@ import torch
 from defemb.errors import DefembError
 from defemb.evaluation.records import (
     RunRecord,
+    error_line,
     finished,
     open_out,
     parse_model_specs,
@@ -253,9 +254,8 @@ def evaluate_summarization(cfg: SummarizationConfig, out: str | Path, force: boo
             try:
                 record = run_one(cfg, spec.label, spec.path, seed, splits, folder, device)
             except Exception as exc:  # recorded as a failed run; KeyboardInterrupt still stops everything
-                error = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
                 record = RunRecord(EVALUATOR, cfg.task, spec.path, spec.label, seed, cfg.primary, status="failed",
-                                   error=f"{type(exc).__name__}: {error}", config=cfg.to_dict())
+                                   error=error_line(exc), config=cfg.to_dict())
             record.wall_s = round(time.time() - t0, 2)
             write_record(out, record)
             records.append(record)

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from defemb.errors import DefembError
-from defemb.evaluation.records import RunRecord, finished, open_out, parse_model_specs, write_record
+from defemb.evaluation.records import RunRecord, error_line, finished, open_out, parse_model_specs, write_record
 from defemb.frequency import encoder
 from defemb.models import TABLES, get_table, load_model, resolve_model_name
 from defemb.tokens import surface
@@ -259,8 +259,7 @@ def run_wordsim(config: WordsimConfig, out: str | Path, force: bool = False) -> 
             metrics = score_sets(sets, table_vectors(E, loaded.tokenizer, loaded.tokenizer_kind))
             record = RunRecord(**base, metrics=metrics, wall_s=time.perf_counter() - start)
         except Exception as exc:  # one model failing must not stop the others; its record says why
-            error = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            record = RunRecord(**base, status="failed", error=error, wall_s=time.perf_counter() - start)
+            record = RunRecord(**base, status="failed", error=error_line(exc), wall_s=time.perf_counter() - start)
         write_record(out, record)
         records.append(record)
     return records
