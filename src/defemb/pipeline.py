@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from defemb.analysis.analyze import analyze, write_analysis
 from defemb.analysis.report import comparison_rows, markdown_table, neighbour_rows
 from defemb.config import AnalyzeConfig, CorpusConfig, TrainConfig
@@ -37,6 +39,14 @@ PIPELINE_PRESETS = {
     "full": PipelinePreset(steps=5000, tokens=4096, eval_every=250, alpha=20.0),
 }
 SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
+
+
+def fast_bf16() -> bool:
+    """Whether bfloat16 matmuls run at full speed here: a CUDA GPU with bf16, or a CPU with AMX tiles."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up defensively
+    return bool(probe()) if probe is not None else False
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -72,7 +82,7 @@ def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "mini
         else:
             config = TrainConfig(model=model, corpus=str(paths["corpus"]), steps=settings.steps,
                                  tokens=settings.tokens, eval_every=settings.eval_every,
-                                 save_every=settings.eval_every, seed=seed)
+                                 save_every=settings.eval_every, bf16=fast_bf16(), seed=seed)
             train(config, paths["train"])
     if _stage("embed", emb.exists()):
         embed(paths["train"], paths["corpus"], emb)
