@@ -19,6 +19,7 @@ import torch
 
 from defemb.errors import DefembError
 from defemb.evaluation.data import dataset_dir
+from defemb.method.model import pad_batch
 
 CNNDM_FILES = {"train": "cnn_dailymail_validation_first500.csv", "test": "cnn_dailymail_test_first500.csv"}
 XSUM_FILE = "xsum_test_sample1000.jsonl"
@@ -276,18 +277,6 @@ def encode(examples: list[Example], tokenizer, prefix: str, max_source: int, max
     if eos is not None:
         targets = [t if t and t[-1] == eos else t[: max_target - 1] + [eos] for t in targets]
     return Encoded([list(s) for s in sources], [list(t) for t in targets])
-
-
-def pad_batch(sequences: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and their attention mask, the mask built from lengths (a pad id can be a real token).
-    # (B, L), (B, L)"""
-    width = max(map(len, sequences))
-    ids = torch.full((len(sequences), width), value, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
 
 
 def collate(data: Encoded, indices, pad_id: int, device: str | torch.device) -> dict[str, torch.Tensor]:

@@ -16,8 +16,9 @@ import torch
 from tqdm import tqdm
 
 from defemb.errors import DefembError
-from defemb.evaluation.summ_data import Encoded, collate, pad_batch
+from defemb.evaluation.summ_data import Encoded, collate
 from defemb.method.data import batch_plan
+from defemb.method.model import pad_batch
 from defemb.models import load_tokenizer, resolve_model_name
 
 if TYPE_CHECKING:

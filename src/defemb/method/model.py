@@ -38,7 +38,9 @@ class Batch:
         return total + (int(self.decoder_attention_mask.sum()) if self.decoder_attention_mask is not None else 0)
 
 
-def _pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask, the mask built from lengths (a pad id can be a real token).
+    # (B, L), (B, L)"""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -50,13 +52,14 @@ def _pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 def collate(examples: list[Example], pad_id: int) -> Batch:
     """Pad to the longest example of the batch (batches are length-bucketed, so padding is small)."""
-    input_ids, attention_mask = _pad([e.input_ids for e in examples], pad_id)
+    input_ids, attention_mask = pad_batch([e.input_ids for e in examples], pad_id)
     rows = torch.tensor([k for k, e in enumerate(examples) for _ in e.positions], dtype=torch.long)
     positions = torch.tensor([p for e in examples for p in e.positions], dtype=torch.long)
     targets = torch.tensor([t for e in examples for t in e.targets], dtype=torch.long)
     batch = Batch(input_ids, attention_mask, rows, positions, targets)
     if examples[0].decoder_input_ids is not None:
-        batch.decoder_input_ids, batch.decoder_attention_mask = _pad([e.decoder_input_ids for e in examples], pad_id)
+        decoder = pad_batch([e.decoder_input_ids for e in examples], pad_id)
+        batch.decoder_input_ids, batch.decoder_attention_mask = decoder
     return batch
 
 
