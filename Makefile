@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-OUT ?= minilm-report
+OUT ?= defemb-run
 
 .PHONY: setup browser run test test-fast lint bench
 
@@ -22,9 +22,10 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
-# The main job on the embedded defaults: analyse all-MiniLM-L6-v2 into $(OUT)/report.html.
+# The main job on the embedded defaults: the DefinitionEMB pipeline on all-MiniLM-L6-v2 + GCIDE
+# (analyze, corpus, train, embed, replace, analyze again; ~11 min on 2 cores; rerun to resume).
 run: setup
-	HF_HUB_OFFLINE=1 $(BIN)/defemb analyze minilm --ranking wordfreq --out $(OUT) --force
+	HF_HUB_OFFLINE=1 $(BIN)/defemb run --preset quickstart --out $(OUT)
 
 test: setup browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
