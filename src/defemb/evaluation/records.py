@@ -71,10 +71,15 @@ def parse_seeds(text: str | int | list[int]) -> list[int]:
             raise DefembError(f"bad --seeds '{text}': a count (3) or a comma list (0,1,2)") from None
     if not values:
         raise DefembError("--seeds: at least one seed is needed")
-    repeated = sorted({s for s in values if values.count(s) > 1})
-    if repeated:
-        raise DefembError(f"--seeds lists a seed more than once: {', '.join(map(str, repeated))}")
+    refuse_repeats(values, "seeds")
     return values
+
+
+def refuse_repeats(values: list[int] | list[float], option: str) -> None:
+    """A list option (--seeds, --grid, --blend) may not name a value twice."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise DefembError(f"--{option} lists a value more than once: {', '.join(f'{v:g}' for v in repeated)}")
 
 
 @dataclass

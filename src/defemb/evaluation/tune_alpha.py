@@ -21,7 +21,7 @@ from typing import Any
 from defemb.errors import DefembError
 from defemb.evaluation.classification import PRIMARY, TrainingConfig, check_model, run_models
 from defemb.evaluation.classification import training_config as default_training
-from defemb.evaluation.records import ModelSpec, RunRecord, open_out, parse_seeds
+from defemb.evaluation.records import ModelSpec, RunRecord, open_out, parse_seeds, refuse_repeats
 from defemb.evaluation.tasks import check_task_name, load_task
 from defemb.outputs import write_json_atomic, write_text_atomic
 
@@ -40,9 +40,7 @@ def _numbers(text: str | list[float], name: str) -> list[float]:
             raise DefembError(f"bad --{name} '{text}': expected comma-separated numbers such as 1,5,10") from None
     if not values:
         raise DefembError(f"--{name}: give at least one value")
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise DefembError(f"--{name} lists {', '.join(f'{v:g}' for v in repeated)} more than once")
+    refuse_repeats(values, name)
     return values
 
 
