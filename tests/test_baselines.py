@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from defemb.analysis.reference import del_direction_naive
-from defemb.baselines import default_components, del_direction, del_zscore, principal_directions, zscore
+from defemb.baselines import apply_baseline, default_components, del_direction, del_zscore, principal_directions, zscore
+from defemb.config import BaselineConfig
+from defemb.errors import DefembError
 
 
 @pytest.fixture
@@ -61,3 +63,20 @@ def test_dtype_is_kept_and_default_components():
     E = np.random.default_rng(1).normal(size=(100, 384)).astype(np.float32)
     assert del_direction(E).dtype == np.float32
     assert default_components(384) == 4 and default_components(50) == 1 and default_components(2304) == 23
+
+
+@pytest.mark.parametrize("D", [24, 100_000, -1])
+def test_components_outside_the_table_width_are_refused(table, D):
+    with pytest.raises(DefembError, match="below the table width 24"):
+        del_direction(table, D)
+
+
+def test_baseline_refuses_components_before_loading_weights(tiny_model_dir, tmp_path, monkeypatch):
+    def no_load(*args, **kwargs):
+        raise AssertionError("weights loaded before --components was checked")
+
+    monkeypatch.setattr("defemb.baselines.load_model", no_load)
+    config = BaselineConfig("deldirection", str(tiny_model_dir("bert")), components=100_000)
+    with pytest.raises(DefembError, match="--components 100000 must be between 0 and 31"):
+        apply_baseline(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

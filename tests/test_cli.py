@@ -119,6 +119,9 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tiny_model_dir, tmp_path):
     _assert_clean_failure(
         run_cli("baseline", "deldirection", model, "--components", "four", "--out", str(out)), "whole number", out
     )
+    _assert_clean_failure(
+        run_cli("baseline", "deldirection", model, "--components", "100000", "--out", str(out)), "table width", out
+    )
     _assert_clean_failure(run_cli("analyze", model, "--tokens", "notatoken", "--out", str(out)), "notatoken", out)
 
 

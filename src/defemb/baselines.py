@@ -15,7 +15,8 @@ import numpy as np
 
 from defemb.analysis.geometry import gram
 from defemb.config import BaselineConfig
-from defemb.models import get_table, load_model, save_model, set_table, tying
+from defemb.errors import DefembError
+from defemb.models import get_table, load_model, save_model, set_table, table_width, tying
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic
 
 STD_FLOOR = 1e-6
@@ -24,6 +25,15 @@ STD_FLOOR = 1e-6
 def default_components(hidden_size: int) -> int:
     """D = max(1, round(h / 100)), Mu et al.'s rule of thumb (the authors' script used 10)."""
     return max(1, round(hidden_size / 100))
+
+
+def check_components(components: int, width: int) -> None:
+    """Refuse D outside 0..h-1: removing h directions (or more) leaves a table of zeros."""
+    if not 0 <= components < width:
+        raise DefembError(
+            f"--components {components} must be between 0 and {width - 1}, below the table width {width} "
+            f"(removing every direction leaves a table of zeros); the default is {default_components(width)}"
+        )
 
 
 def principal_directions(E: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +50,7 @@ def del_direction(E: np.ndarray, components: int | None = None, projection: str 
     D = default_components(E.shape[1]) if components is None else components
     if projection not in ("centred", "raw"):
         raise ValueError(f"projection must be 'centred' or 'raw', not {projection!r}")
+    check_components(D, E.shape[1])
     mean, U = principal_directions(E, D)
     centred = E - mean.astype(E.dtype)
     if D == 0:
@@ -64,6 +75,9 @@ def del_zscore(E: np.ndarray, components: int | None = None, projection: str = "
 def apply_baseline(config: BaselineConfig, out: str | Path, force: bool = False) -> dict:
     """Write a full HF checkpoint whose chosen table is post-processed (tied tables follow it)."""
     check_writable(out, force)
+    width = table_width(config.model, config.table, config.trust_remote_code)
+    if config.components is not None and width is not None:
+        check_components(config.components, width)  # before the weights load: a large model takes minutes
     loaded = load_model(config.model, trust_remote_code=config.trust_remote_code)
     E = get_table(loaded.model, config.table)
     D = default_components(E.shape[1]) if config.components is None else config.components

@@ -119,6 +119,17 @@ def load_model(name: str, trust_remote_code: bool = False, dtype: torch.dtype = 
     return LoadedModel(name=name, path=path, model=model, tokenizer=tokenizer)
 
 
+def table_width(name: str, table: str = "input", trust_remote_code: bool = False) -> int | None:
+    """Row width of a table read off the config alone (no weights), or None where the config does not say."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_name(name), trust_remote_code=trust_remote_code)
+        text = config.get_text_config(decoder=table in ("decoder", "output"))
+    except Exception:  # load_model reports the problem in full; this is only an early check
+        return None
+    width = getattr(text, "embedding_size", None) or getattr(text, "hidden_size", None)
+    return width if isinstance(width, int) else None
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False) -> transformers.PreTrainedTokenizerBase:
     """Only the tokenizer of a model (directory, hub name or alias)."""
     path = resolve_model_name(name)
