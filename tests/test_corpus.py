@@ -214,3 +214,38 @@ def test_saved_truncation_and_padding_are_ignored(minilm_dir):
     assert short["input_ids"] == tok.tokenizer(short["prompt"])["input_ids"]
     assert tok.tokenizer.pad_token_id not in short["input_ids"] and len(short["input_ids"]) < 30
     assert 128 < len(cut["input_ids"]) <= 512 and cut["input_ids"][-1] == tok.tokenizer.sep_token_id
+
+
+def _interrupt_after(monkeypatch, count: int) -> None:
+    """Make the dictionary readers raise KeyboardInterrupt (Ctrl-C) after ``count`` entries."""
+    real = build_module.read_source
+
+    def reader(spec, skips):
+        for number, entry in enumerate(real(spec, skips)):
+            if number == count:
+                raise KeyboardInterrupt
+            yield entry
+
+    monkeypatch.setattr(build_module, "read_source", reader)
+
+
+def test_ctrl_c_says_what_was_kept_and_resume_finishes(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    argv = ["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{_tsv(tmp_path, 200)}",
+            "--out", str(tmp_path / "corpus")]
+    monkeypatch.setattr(build_module, "CHUNK_ENTRIES", 32)
+    _interrupt_after(monkeypatch, 100)  # three chunks done
+    assert main(argv) == 130
+    partial = tmp_path / "corpus.partial"
+    assert capsys.readouterr().err.splitlines()[-1] == (f"defemb: interrupted; partial work kept in '{partial}'; "
+                                               "rerun with --resume to continue, or --force to start over")
+    assert len(list(partial.glob("*.stats.json"))) == 3
+    monkeypatch.undo()
+    assert main([*argv, "--resume"]) == 0 and not partial.exists() and (tmp_path / "corpus" / "train.jsonl").exists()
+
+
+def test_ctrl_c_before_the_first_chunk_leaves_nothing(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    _interrupt_after(monkeypatch, 5)
+    assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{_tsv(tmp_path)}",
+                 "--out", str(tmp_path / "corpus")]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "defemb: interrupted; no output was written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dict.tsv"]

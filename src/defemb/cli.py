@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except DefembError as exc:
         print(f"defemb: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("defemb: interrupted; no output was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A command that keeps partial work says so in a note on the exception (PEP 678); outputs are
+        # atomic, so without one nothing was written.
+        kept = "; ".join(getattr(exc, "__notes__", ())) or "no output was written"
+        print(f"defemb: interrupted; {kept}", file=sys.stderr)
         return 130
     return 0
 

@@ -191,11 +191,11 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
             why = "pass --resume to continue it" if previous == resolved else "its settings or inputs differ"
             raise DefembError(f"an unfinished build is in '{work}'; {why} (or pass --force to start over)")
     work.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(work / "config.json", resolved)
     read_skips = SkipLog(strict=config.strict)
     parts: list[dict] = []
     progress = tqdm(desc="corpus", unit=" entries", smoothing=0.1)
     try:
+        write_json_atomic(work / "config.json", resolved)
         for index, chunk in enumerate(_chunks(entries(config, tok, read_skips), CHUNK_ENTRIES)):
             part = work / f"part-{index:05d}"
             stats_file = part.with_suffix(".stats.json")
@@ -205,8 +205,8 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
                 skips = SkipLog(strict=config.strict)
                 parts.append(_write_part(make_records(chunk, tok, skips), config.valid_percent, part, skips))
             progress.update(len(chunk))
-    except DefembError:
-        shutil.rmtree(work)  # bad input (strict mode): the input will change, the parts would be stale
+    except BaseException as error:
+        _keep_or_remove(work, error)
         raise
     finally:
         progress.close()
@@ -221,6 +221,15 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
         write_json_atomic(tmp / "config.json", resolved)
     shutil.rmtree(work)
     return stats
+
+
+def _keep_or_remove(work: Path, error: BaseException) -> None:
+    """After a failed build: keep finished chunks for ``--resume`` and say so on the exception (the CLI
+    prints its notes), else remove ``work``. Bad input (strict mode) will be edited, so its parts are stale."""
+    if isinstance(error, DefembError) or not any(work.glob("part-*.stats.json")):
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        error.add_note(f"partial work kept in '{work}'; rerun with --resume to continue, or --force to start over")
 
 
 def input_fingerprints(config: CorpusConfig) -> dict[str, list[int]]:
