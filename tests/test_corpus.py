@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 
 import pytest
 
@@ -249,3 +251,15 @@ def test_ctrl_c_before_the_first_chunk_leaves_nothing(tiny_model_dir, tmp_path, 
                  "--out", str(tmp_path / "corpus")]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "defemb: interrupted; no output was written"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dict.tsv"]
+
+
+def test_truncated_gzip_source_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path, capsys):
+    rows = "".join(json.dumps({"word": f"park{i}", "definition": f"a green place {i}"}) + "\n" for i in range(3000))
+    data = gzip.compress(rows.encode(), mtime=0)
+    source = tmp_path / "defs.jsonl.gz"
+    source.write_bytes(data[: len(data) // 2])
+    assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"jsonl:{source}",
+                 "--out", str(tmp_path / "corpus")]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(rf"defemb: error: {re.escape(str(source))}:\d+: corrupt or truncated gzip data .*", err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["defs.jsonl.gz"]  # no corpus.partial

@@ -538,3 +538,31 @@ def test_numbers_agree_with_nemo_test_cases() -> None:
         assert _spoken(next(number_entries([written])).definition.split(";")[0]) == _spoken(spoken), line
         checked += 1
     assert checked >= 35
+
+
+# ---------------------------------------------------------------- unreadable files
+
+
+def _gzipped_lines(path: Path, count: int) -> bytes:
+    rows = "".join(json.dumps({"word": f"w{i}", "senses": [{"glosses": [f"Gloss {i} " + "x" * (i % 97)]}]}) + "\n"
+                   for i in range(count))
+    data = gzip.compress(rows.encode(), mtime=0)
+    path.write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) // 2], r":\d+: corrupt or truncated gzip data \(Compressed file ended"),
+        (lambda data: data[:40] + bytes(b ^ 0x55 for b in data[40:80]) + data[80:], r":\d+: corrupt or truncated"),
+        (lambda data: b"plain text, not gzip\n", r":1: corrupt or truncated gzip data \(Not a gzipped file"),
+    ],
+    ids=["truncated", "corrupted", "not-gzip"],
+)
+def test_damaged_gzip_is_one_error_naming_file_and_line(tmp_path: Path, damage: Callable, message: str) -> None:
+    path = tmp_path / "dump.jsonl.gz"
+    path.write_bytes(damage(_gzipped_lines(path, 5000)))
+    with pytest.raises(DefembError, match=rf"^{re.escape(str(path))}{message}") as caught:
+        list(read_wiktionary(path, SkipLog()))
+    assert "\n" not in str(caught.value)

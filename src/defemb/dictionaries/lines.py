@@ -8,26 +8,42 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from defemb.dictionaries.entry import SkipLog, location
+from defemb.errors import DefembError
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: the largest real kaikki English entries are a few hundred KiB
 
 
 def open_binary(path: str | os.PathLike) -> BinaryIO:
     """Open plain or gzip-compressed files (kaikki dumps are often distributed as ``.gz``)."""
-    if Path(path).suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+    try:
+        if Path(path).suffix == ".gz":
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return open(path, "rb")
+    except OSError as error:
+        raise DefembError(f"cannot open '{path}': {error.strerror or error}") from error
 
 
-def _drain(handle: BinaryIO, chunk: int) -> None:
+def _readline(handle: BinaryIO, size: int, where: str) -> bytes:
+    """One line of at most ``size`` bytes; a corrupt or truncated ``.gz`` or a failing disk is one error line."""
+    try:
+        return handle.readline(size)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DefembError(f"{where}: corrupt or truncated gzip data ({error}); download the file again "
+                          "(check it with 'gzip -t')") from error
+    except OSError as error:
+        raise DefembError(f"{where}: cannot read: {error.strerror or error}") from error
+
+
+def _drain(handle: BinaryIO, chunk: int, where: str) -> None:
     """Consume the rest of an over-long line without keeping it."""
     while True:
-        piece = handle.readline(chunk)
+        piece = _readline(handle, chunk, where)
         if not piece or piece.endswith(b"\n"):
             return
 
@@ -44,13 +60,13 @@ def iter_lines(
     with open_binary(path) as handle:
         number = 0
         while True:
-            raw = handle.readline(max_line_bytes + 1)
+            raw = _readline(handle, max_line_bytes + 1, location(path, number + 1))
             if not raw:
                 return
             number += 1
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 skip.add("line-too-long", location(path, number), raw[:200])
-                _drain(handle, max_line_bytes)
+                _drain(handle, max_line_bytes, location(path, number))
                 continue
             raw = raw.rstrip(b"\n").removesuffix(b"\r")
             if number == 1:
