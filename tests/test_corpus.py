@@ -263,3 +263,22 @@ def test_truncated_gzip_source_is_one_line_and_leaves_nothing(tiny_model_dir, tm
     err = capsys.readouterr().err.splitlines()[-1]
     assert re.fullmatch(rf"defemb: error: {re.escape(str(source))}:\d+: corrupt or truncated gzip data .*", err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["defs.jsonl.gz"]  # no corpus.partial
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("no tabs here\nnor here\n\tnoun\tno word\n", r"every input item was skipped \(missing-field 2, empty-word 1; "
+         r"first: .*defs.tsv:1: missing-field: 'no tabs here'\)"),
+        ("\n", r"the sources hold no definitions"),
+    ],
+    ids=["all-skipped", "empty"],
+)
+def test_a_build_without_records_is_an_error_and_writes_nothing(tiny_model_dir, tmp_path, capsys, lines, message):
+    source = tmp_path / "defs.tsv"
+    source.write_text(lines, encoding="utf-8")
+    assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{source}",
+                 "--no-numbers", "--out", str(tmp_path / "corpus")]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(rf"defemb: error: the build produced no records: .*{message}.*", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["defs.tsv"]

@@ -205,12 +205,13 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
                 skips = SkipLog(strict=config.strict)
                 parts.append(_write_part(make_records(chunk, tok, skips), config.valid_percent, part, skips))
             progress.update(len(chunk))
+        stats = _merge_stats(parts, read_skips)
+        _refuse_empty(stats)
     except BaseException as error:
         _keep_or_remove(work, error)
         raise
     finally:
         progress.close()
-    stats = _merge_stats(parts, read_skips)
     with atomic_dir(out, force) as tmp:
         for split in ("train", "valid"):
             with open(tmp / f"{split}.jsonl", "wb") as joined:
@@ -221,6 +222,23 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
         write_json_atomic(tmp / "config.json", resolved)
     shutil.rmtree(work)
     return stats
+
+
+def _refuse_empty(stats: dict) -> None:
+    """A corpus without records is useless to every later stage: an error saying why, not an empty output."""
+    if sum(stats["records"].values()):
+        return
+    skipped = sorted(stats["skipped"].items(), key=lambda kv: -kv[1])
+    if not skipped:
+        raise DefembError("the build produced no records: the sources hold no definitions; check --source and "
+                          "--entities (numbers were left out or the vocabulary has none)")
+    first = stats["skipped_examples"][skipped[0][0]][0]
+    raise DefembError(
+        "the build produced no records: every input item was skipped ("
+        + ", ".join(f"{reason} {count}" for reason, count in skipped)
+        + f"; first: {first['location']}: {first['reason']}: '{first['excerpt']}'); fix the input, or check that "
+        "it has the layout its --source kind expects"
+    )
 
 
 def _keep_or_remove(work: Path, error: BaseException) -> None:
