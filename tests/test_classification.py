@@ -126,6 +126,15 @@ def _bad_fields(folder: Path) -> None:
         handle.write("one\ttwo\tthree\tfour\n")
 
 
+def _binary(folder: Path) -> None:
+    (folder / "train.tsv").write_bytes(bytes(range(256)) * 8)
+
+
+def _huge_header(folder: Path) -> None:
+    path = folder / "train.tsv"
+    path.write_text("x" * 10_000_000 + path.read_text())
+
+
 def _bad_label(folder: Path) -> None:
     with open(folder / "dev.tsv", "a", encoding="utf-8") as handle:
         handle.write("a b\tc d\tmaybe\n")
@@ -135,7 +144,9 @@ def _bad_label(folder: Path) -> None:
     ("name", "damage", "message"),
     [
         ("missing file", lambda f: (f / "dev.tsv").unlink(), "dev.tsv' does not exist"),
-        ("missing column", _bad_column, "train.tsv: no column 'sentence1' (columns found: 'text', 'sentence2'"),
+        ("missing column", _bad_column, "train.tsv: no column 'sentence1' (header line 'text\\tsentence2"),
+        ("binary", _binary, "train.tsv: task file looks binary"),
+        ("10 MB header", _huge_header, "train.tsv: no column 'sentence1' (header line 'xxxxxxxx"),
         ("field count", _bad_fields, "dev.tsv:22: 4 tab-separated fields"),
         ("unknown label", _bad_label, "dev.tsv:22: label 'maybe' is not one of 'no', 'yes'"),
     ],
@@ -145,7 +156,7 @@ def test_bad_task_files_fail_before_training(tmp_path, tiny_model_dir, no_traini
     damage(folder)
     with pytest.raises(DefembError, match=None) as info:
         evaluate_classification(config(folder, [str(tiny_model_dir("bert"))]), tmp_path / "out")
-    assert message in str(info.value)
+    assert message in str(info.value) and len(str(info.value)) < 400
     assert not (tmp_path / "out").exists()
 
 

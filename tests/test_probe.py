@@ -16,6 +16,7 @@ from defemb.evaluation.probe import (
     candidate_tokens,
     fit_probe,
     label_of,
+    read_words,
     run_probe,
     special_frame,
     word_states,
@@ -183,6 +184,18 @@ def test_command_with_a_word_file(tiny_model_dir, tmp_path, capsys):
     words.write_text("two words\n")
     assert main(["evaluate", "probe", "--models", str(tiny_model_dir("t5")), "--words", str(words),
                  "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_word_file_errors_are_one_short_line(tmp_path):
+    binary = tmp_path / "words.bin"
+    binary.write_bytes(b"\xff\xfe" + bytes(200))
+    with pytest.raises(DefembError, match="words.bin: --words file looks binary"):
+        read_words(binary)
+    long_line = tmp_path / "words.txt"
+    long_line.write_text("seven " * 100_000)
+    with pytest.raises(DefembError, match="words.txt:1: 'seven seven") as info:
+        read_words(long_line)
+    assert len(str(info.value)) < 300
 
 
 @pytest.mark.slow

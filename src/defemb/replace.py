@@ -34,7 +34,7 @@ from defemb.analysis.analyze import vocabulary
 from defemb.analysis.numbers import numeric_tokens
 from defemb.analysis.projection import printable
 from defemb.embeddings import EMBEDDING_TABLES, DefinitionEmbeddings, load_embeddings
-from defemb.errors import DefembError
+from defemb.errors import DefembError, check_text_file, quote
 from defemb.frequency import encoder, parse_method, rank_tokens
 from defemb.models import LoadedModel, get_table, load_model, save_model, set_table, tying, vocabulary_hash
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
@@ -67,7 +67,8 @@ class ReplaceConfig:
         if self.ranking is not None:
             parse_method(self.ranking)
         if self.table is not None and self.table not in EMBEDDING_TABLES:
-            raise DefembError(f"--table '{self.table}' cannot be replaced; choose one of {', '.join(EMBEDDING_TABLES)}")
+            choices = ", ".join(EMBEDDING_TABLES)
+            raise DefembError(f"--table {quote(self.table)} cannot be replaced; choose one of {choices}")
         if not 0.0 <= self.blend <= 1.0:  # also rejects NaN
             raise DefembError(f"--blend must be in [0, 1] (got {self.blend})")
         if self.all_tokens:
@@ -120,8 +121,8 @@ def _tabular_texts(path: Path) -> Iterator[str]:
         head = list(itertools.islice(rows, SNIFF_ROWS))
         columns = text_columns(header, head)
         if not columns:
-            names = ", ".join(header)
-            raise DefembError(f"{path}: no text column (header: {names}); name one like 'sentence' or 'text'")
+            names = quote("\t".join(header) if tsv else ",".join(header))
+            raise DefembError(f"{path}: no text column (header {names}); name one like 'sentence' or 'text'")
         for row in itertools.chain(head, rows):
             yield from (row[i] for i in columns if i < len(row) and row[i])
 
@@ -158,6 +159,7 @@ def _line_texts(path: Path) -> Iterator[str]:
 def task_texts(path: str | Path) -> Iterator[str]:
     """The text of one task file, streamed."""
     path = Path(path)
+    check_text_file(path, "task data")
     suffix = path.suffix.lower()
     if suffix in (".tsv", ".csv"):
         return _tabular_texts(path)

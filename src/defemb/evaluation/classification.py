@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.evaluation.records import (
     ModelSpec,
     RunRecord,
@@ -79,7 +79,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]  # JSON gives a list
         if self.preset not in PRESETS:
-            raise DefembError(f"unknown --preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
+            raise DefembError(f"unknown --preset {quote(self.preset)}; choose one of {', '.join(PRESETS)}")
         if self.steps is None and not self.epochs > 0:
             raise DefembError(f"--epochs must be positive (got {self.epochs})")
         for name in ("steps", "batch_size", "max_length"):
@@ -103,11 +103,11 @@ def training_config(preset: str, task: str, **overrides: Any) -> TrainingConfig:
     """
     check_task_name(task)
     if preset not in PRESETS:
-        raise DefembError(f"unknown --preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        raise DefembError(f"unknown --preset {quote(preset)}; choose one of {', '.join(PRESETS)}")
     values: dict[str, Any] = dict(_SMALL, preset=preset)
     if preset != "small":
         if (preset, task) not in _PAPER:
-            raise DefembError(f"the paper gives --preset {preset} settings for mrpc and rte only, not '{task}'; "
+            raise DefembError(f"the paper gives --preset {preset} settings for mrpc and rte only, not {quote(task)}; "
                               "use --preset small, or set --epochs/--lr/--batch-size yourself on top of it")
         values.update(_PAPER[(preset, task)], adam_betas=(0.9, 0.98), max_length=512)
     given = {k: v for k, v in overrides.items() if v is not None}

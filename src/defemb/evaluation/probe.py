@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, check_text_file, quote
 from defemb.evaluation.records import (
     RunRecord,
     error_line,
@@ -218,13 +218,14 @@ class ProbeConfig:
 
 def read_words(path: str | Path) -> list[str]:
     """One word a line; blank lines and '#' comments skipped; a line with whitespace is an error."""
+    check_text_file(path, "--words file")
     words = []
-    for no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for no, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         word = line.strip()
         if not word or word.startswith("#"):
             continue
         if len(word.split()) > 1:
-            raise DefembError(f"{path}:{no}: '{word}' is not one word; give one word per line")
+            raise DefembError(f"{path}:{no}: {quote(word)} is not one word; give one word per line")
         words.append(word)
     if not words:
         raise DefembError(f"--words file '{path}' holds no words")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.outputs import write_json_atomic
 
 RESULT_FILE = "result.json"
@@ -47,9 +47,9 @@ def parse_model_specs(specs: list[str]) -> list[ModelSpec]:
             path = spec
             label = Path(spec.rstrip("/")).name or spec
         if not label or not path:
-            raise DefembError(f"bad model '{spec}': expected LABEL=PATH or PATH")
+            raise DefembError(f"bad model {quote(spec)}: expected LABEL=PATH or PATH")
         if "/" in label or label.startswith("."):
-            raise DefembError(f"bad model label '{label}' in '{spec}': no '/' and no leading '.'")
+            raise DefembError(f"bad model label {quote(label)} in {quote(spec)}: no '/' and no leading '.'")
         out.append(ModelSpec(label, path))
     labels = [m.label for m in out]
     duplicates = sorted({x for x in labels if labels.count(x) > 1})
@@ -68,7 +68,7 @@ def parse_seeds(text: str | int | list[int]) -> list[int]:
         try:
             values = [int(x) for x in text.split(",")] if "," in text else list(range(int(text)))
         except ValueError:
-            raise DefembError(f"bad --seeds '{text}': a count (3) or a comma list (0,1,2)") from None
+            raise DefembError(f"bad --seeds {quote(text)}: a count (3) or a comma list (0,1,2)") from None
     if not values:
         raise DefembError("--seeds: at least one seed is needed")
     refuse_repeats(values, "seeds")

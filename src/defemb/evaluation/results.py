@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.evaluation.bootstrap import mean_std, paired_bootstrap
 from defemb.evaluation.records import RunRecord, read_records
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
@@ -133,7 +133,7 @@ def merge(roots: list[str | Path], order: list[str] | None = None, resamples: in
     if order is not None:
         repeated = sorted({x for x in order if order.count(x) > 1})
         if not order or "" in order or repeated:
-            raise DefembError(f"bad --order {','.join(order)!r}: a comma list of distinct model labels, e.g. "
+            raise DefembError(f"bad --order {quote(','.join(order))}: a comma list of distinct model labels, e.g. "
                               f"original,defemb")
     groups = _collect(roots)
     known = {r.label for records in groups.values() for r in records}

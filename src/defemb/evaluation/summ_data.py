@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, check_text_file, quote
 from defemb.evaluation.data import dataset_dir
 from defemb.method.model import pad_batch
 
@@ -69,7 +69,7 @@ def task_kind(task: str) -> str:
         return name
     if name == "jsonl" and arg:
         return name
-    raise DefembError(f"unknown --task '{task}'; choose cnndm, xsum or jsonl:PATH (a folder or a .jsonl file)")
+    raise DefembError(f"unknown --task {quote(task)}; choose cnndm, xsum or jsonl:PATH (a folder or a .jsonl file)")
 
 
 def read_examples(path: str | Path) -> list[Example]:
@@ -78,6 +78,7 @@ def read_examples(path: str | Path) -> list[Example]:
     path = Path(path)
     if not path.is_file():
         raise DefembError(f"data file '{path}' does not exist")
+    check_text_file(path, "data file")
     if path.suffix == ".csv":
         return _read_csv(path)
     if path.suffix in (".jsonl", ".json"):
@@ -108,7 +109,8 @@ def _read_jsonl(path: Path) -> list[Example]:
                 raise DefembError(f"{path}:{line_no}: expected a JSON object with document and summary")
             missing = [k for k in ("document", "summary") if k not in row]
             if missing:
-                raise DefembError(f"{path}:{line_no}: missing field {', '.join(missing)} (have {', '.join(row)})")
+                have = quote(", ".join(row))
+                raise DefembError(f"{path}:{line_no}: missing field {', '.join(missing)} (have {have})")
             out.append(_example(path, line_no, row["document"], row["summary"], row.get("id")))
     if not out:
         raise DefembError(f"{path}: no examples")
@@ -124,7 +126,8 @@ def _read_csv(path: Path) -> list[Example]:
         doc_col = next((c for c in ("article", "document") if c in header), None)
         sum_col = next((c for c in ("highlights", "summary") if c in header), None)
         if doc_col is None or sum_col is None:
-            raise DefembError(f"{path}:1: header {header} needs article/document and highlights/summary columns")
+            raise DefembError(f"{path}:1: header {quote(','.join(header))} needs article/document and "
+                              "highlights/summary columns")
         columns = {name: header.index(name) for name in (doc_col, sum_col)}
         id_col = header.index("id") if "id" in header else None
         start = reader.line_num + 1

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.evaluation.records import (
     RunRecord,
     error_line,
@@ -116,7 +116,7 @@ class SummarizationConfig:
         if not 0 <= self.warmup_ratio < 1:
             raise DefembError(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
         if self.rare_subset not in RARE_MODES:
-            raise DefembError(f"--rare-subset '{self.rare_subset}': choose {', '.join(RARE_MODES)}")
+            raise DefembError(f"--rare-subset {quote(self.rare_subset)}: choose {', '.join(RARE_MODES)}")
         if not 0 < self.rare_threshold <= 1:
             raise DefembError(f"--rare-threshold must be in (0, 1] (got {self.rare_threshold})")
         if self.ranking is not None:

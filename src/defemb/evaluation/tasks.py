@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, check_text_file, quote
 from defemb.evaluation.data import dataset_dir
 
 SPLITS = ("train", "dev", "test")
@@ -70,7 +71,7 @@ def check_task_name(name: str) -> None:
         return
     if name.startswith("tsv:") and len(name) > 4:
         return
-    raise DefembError(f"unknown task '{name}'; known tasks: {', '.join(TASKS)} (a folder of train/dev[/test].tsv)")
+    raise DefembError(f"unknown task {quote(name)}; known tasks: {', '.join(TASKS)} (a folder of train/dev[/test].tsv)")
 
 
 def _layout(name: str, data: str | os.PathLike | None, test: bool) -> tuple[Path, _Layout]:
@@ -86,10 +87,10 @@ def _layout(name: str, data: str | os.PathLike | None, test: bool) -> tuple[Path
         notes = ["test: GLUE's RTE test.tsv has no labels, so there are no test metrics"] if test else []
         return root, _Layout(files, "sentence1", "sentence2", "label", ["entailment", "not_entailment"], notes)
     if data is not None:
-        raise DefembError(f"--data is not used with task '{name}': the folder is part of the task name")
+        raise DefembError(f"--data is not used with task {quote(name)}: the folder is part of the task name")
     root = Path(name[4:])
     if not root.is_dir():
-        raise DefembError(f"task '{name}': '{root}' is not a directory (expected train.tsv, dev.tsv[, test.tsv])")
+        raise DefembError(f"task {quote(name)}: '{root}' is not a directory (expected train.tsv, dev.tsv[, test.tsv])")
     files = {"train": root / "train.tsv", "dev": root / "dev.tsv", "test": root / "test.tsv"}
     header = _header(files["train"]) if files["train"].is_file() else []
     layout = _Layout(files, "sentence1", "sentence2" if "sentence2" in header else None, "label", None)
@@ -107,6 +108,8 @@ def _layout(name: str, data: str | os.PathLike | None, test: bool) -> tuple[Path
 def _open(path: Path):
     if not path.is_file():
         raise DefembError(f"task file '{path}' does not exist")
+    check_text_file(path, "task file")
+    csv.field_size_limit(sys.maxsize)  # a long line must reach the header check, not stop the csv module
     # utf-8-sig drops the BOM of the GLUE MRPC files, so the first column is named 'Quality', not '\ufeffQuality'
     return open(path, encoding="utf-8-sig", newline="")
 
@@ -125,8 +128,9 @@ def read_tsv(path: Path, columns: list[str]) -> list[tuple[int, list[str]]]:
             raise DefembError(f"{path}: the file is empty (expected a header line)")
         missing = [c for c in columns if c not in header]
         if missing:
-            raise DefembError(f"{path}: no column {', '.join(map(repr, missing))} (columns found: "
-                              f"{', '.join(map(repr, header))}); the header needs {', '.join(map(repr, columns))}")
+            found = quote("\t".join(header))
+            raise DefembError(f"{path}: no column {', '.join(map(repr, missing))} (header line {found}); "
+                              f"the header needs {', '.join(map(repr, columns))}")
         index = [header.index(c) for c in columns]
         rows = []
         for row in reader:
@@ -155,7 +159,7 @@ def _examples(path: Path, layout: _Layout, labels: list[str]) -> list[Example]:
     for line, values in read_tsv(path, columns):
         text_a, label = values[0], values[1]
         if label not in ids:
-            raise DefembError(f"{path}:{line}: label {label!r} is not one of {', '.join(map(repr, labels))}")
+            raise DefembError(f"{path}:{line}: label {quote(label)} is not one of {', '.join(map(repr, labels))}")
         out.append(Example(text_a, values[2] if layout.text_b else None, ids[label]))
     return out
 
@@ -174,7 +178,7 @@ def load_task(name: str, data: str | os.PathLike | None = None, splits: tuple[st
         found = {values[1] for _, values in read_tsv(layout.files["train"], [layout.text_a, layout.label])}
         labels = sorted(found, key=_label_key)
         if len(labels) < 2:
-            raise DefembError(f"{layout.files['train']}: only one label ({labels[0]!r}); classification needs two")
+            raise DefembError(f"{layout.files['train']}: only one label ({quote(labels[0])}); classification needs two")
     loaded: dict[str, list[Example]] = {}
     files: dict[str, Path] = {"train": layout.files["train"]}  # type: ignore[dict-item]
     for split in splits:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.evaluation.classification import PRIMARY, TrainingConfig, check_model, run_models
 from defemb.evaluation.classification import training_config as default_training
 from defemb.evaluation.records import ModelSpec, RunRecord, open_out, parse_seeds, refuse_repeats
@@ -37,7 +37,7 @@ def _numbers(text: str | list[float], name: str) -> list[float]:
         try:
             values = [float(x) for x in text.split(",") if x.strip()]
         except ValueError:
-            raise DefembError(f"bad --{name} '{text}': expected comma-separated numbers such as 1,5,10") from None
+            raise DefembError(f"bad --{name} {quote(text)}: expected comma-separated numbers such as 1,5,10") from None
     if not values:
         raise DefembError(f"--{name}: give at least one value")
     refuse_repeats(values, name)

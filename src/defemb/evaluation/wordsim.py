@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from defemb.errors import DefembError
+from defemb.errors import DefembError, quote
 from defemb.evaluation.records import RunRecord, error_line, finished, open_out, parse_model_specs, write_record
 from defemb.frequency import encoder
 from defemb.models import TABLES, get_table, load_model, resolve_model_name
@@ -100,12 +100,12 @@ def read_pairs(path: str | Path) -> WordPairs:
     pairs, scores = [], []
     for no, fields in rows:
         if len(fields) <= column:
-            raise DefembError(f"{path}:{no}: too few fields in {' '.join(fields)!r}: expected the two words and "
+            raise DefembError(f"{path}:{no}: too few fields in {quote(' '.join(fields))}: expected the two words and "
                               f"a score in column {column + 1}; fix or remove the line")
         score = _number(fields[column])
         if score is None:
             hint = f" (a header line names its score column: {', '.join(_SCORE_NAMES)})" if no == 1 else ""
-            raise DefembError(f"{path}:{no}: score '{fields[column]}' (column {column + 1}) is not a number; "
+            raise DefembError(f"{path}:{no}: score {quote(fields[column])} (column {column + 1}) is not a number; "
                               f"fix or remove the line{hint}")
         pairs.append((fields[0], fields[1]))
         scores.append(score)
