@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -247,6 +249,12 @@ def test_text_column_rule_and_task_files(tiny_model_dir, tmp_path):
     assert tokenizer.convert_tokens_to_ids("1999") not in expected  # the label column is not text
     assert replacement_count(7, 500, 1000) == 35 and replacement_count(0.5, 495, 1000) == 2
     assert replacement_count(100, 495, 40) == 40
+
+
+@pytest.mark.parametrize("alpha", [7, 7.0, np.float64(7.0), np.float32(7.0), np.int64(7), Fraction(7), Decimal("7.0")])
+def test_replacement_count_takes_any_real_number_type(alpha):
+    assert replacement_count(alpha, 500, 1000) == 35
+    assert replacement_count(np.float64(0.5), np.int64(495), np.int64(1000)) == 2  # 2.475, not rounded up
 
 
 def test_bad_input_is_exit_2_with_nothing_written(tiny_model_dir, tmp_path, capsys):

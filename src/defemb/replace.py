@@ -21,8 +21,10 @@ import csv
 import itertools
 import json
 import math
+import numbers
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -188,9 +190,14 @@ def task_token_ids(tokenizer, paths: list[str], limit: int) -> np.ndarray:
     return np.flatnonzero(seen).astype(np.int64)
 
 
-def replacement_count(alpha: float, n_vocab: int, n_task: int) -> int:
-    """min(⌊α % · |V|⌋, |V_task|); α read as the decimal the user typed, so 7 % of 500 is exactly 35."""
-    return min(math.floor(Fraction(repr(alpha)) * n_vocab / 100), n_task)
+def replacement_count(alpha: numbers.Real, n_vocab: int, n_task: int) -> int:
+    """min(⌊α % · |V|⌋, |V_task|); α read as the decimal the user typed, so 7 % of 500 is exactly 35.
+
+    Any real number type works (int, float, Fraction, Decimal, numpy scalars): exact types are taken as
+    they are, floats by their shortest decimal (repr of a numpy scalar is 'np.float64(7.0)', not a number).
+    """
+    exact = Fraction(alpha) if isinstance(alpha, (numbers.Rational, Decimal)) else Fraction(repr(float(alpha)))
+    return min(math.floor(exact * int(n_vocab) / 100), int(n_task))
 
 
 def select_ids(order: np.ndarray, row_ids: np.ndarray, task_ids: np.ndarray | None, alpha: float | None) -> np.ndarray:
