@@ -12,17 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from defemb.analysis.analyze import analyze, write_analysis
 from defemb.analysis.report import comparison_rows, markdown_table, neighbour_rows
 from defemb.config import AnalyzeConfig, CorpusConfig, TrainConfig
 from defemb.corpus.build import build_corpus
 from defemb.errors import DefembError
 from defemb.method.embed import embed
-from defemb.method.train import resume, train
+from defemb.method.train import interrupted, resume, train
 from defemb.models import load_tokenizer
 from defemb.outputs import write_text_atomic
+from defemb.precision import bf16_speedup, use_bf16
 from defemb.replace import ReplaceConfig, replace
 
 
@@ -39,14 +38,6 @@ PIPELINE_PRESETS = {
     "full": PipelinePreset(steps=5000, tokens=4096, eval_every=250, alpha=20.0),
 }
 SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
-
-
-def fast_bf16() -> bool:
-    """Whether bfloat16 matmuls run at full speed here: a CUDA GPU with bf16, or a CPU with AMX tiles."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up defensively
-    return bool(probe()) if probe is not None else False
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -77,12 +68,15 @@ def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "mini
         build_corpus(CorpusConfig(tokenizer=model, sources=[source]), paths["corpus"], force=False,
                      resume=(out / "corpus.partial").exists())
     if _stage("train", (paths["train"] / "head.safetensors").exists()):
-        if (paths["train"] / "config.json").exists():
+        if interrupted(paths["train"]):
             resume(paths["train"])
         else:
+            bf16 = use_bf16()
+            print(f"  bf16 autocast {'on' if bf16 else 'off'}: measured {bf16_speedup():.2f}x the float32 speed here",
+                  flush=True)
             config = TrainConfig(model=model, corpus=str(paths["corpus"]), steps=settings.steps,
                                  tokens=settings.tokens, eval_every=settings.eval_every,
-                                 save_every=settings.eval_every, bf16=fast_bf16(), seed=seed)
+                                 save_every=settings.eval_every, bf16=bf16, seed=seed)
             train(config, paths["train"])
     if _stage("embed", emb.exists()):
         embed(paths["train"], paths["corpus"], emb)

@@ -1,0 +1,40 @@
+"""bf16 is chosen by measuring both precisions, not by a CPU flag."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from defemb import precision
+
+
+def test_choice_follows_the_medians():
+    assert precision.choose_bf16([1.0, 1.0, 9.0], [0.5, 0.6, 0.1])  # median 1.0 vs 0.5
+    assert not precision.choose_bf16([1.0, 1.0, 1.0], [0.95, 0.9, 2.0])  # 5-10 % is not worth bf16's rounding
+    assert not precision.choose_bf16([1.0, 1.1], [1.5, 1.6])  # slower
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "expected"), [(2.0, 1.0, True), (1.0, 1.0, False), (1.0, 3.0, False)])
+def test_use_bf16_follows_the_measurement_on_this_device(monkeypatch, fp32, bf16, expected):
+    calls = []
+
+    def fake_time_both(device, rounds=5, repeats=3):
+        calls.append(device)
+        return [fp32] * 3, [bf16] * 3
+
+    precision._speedup.cache_clear()
+    monkeypatch.setattr(precision, "time_both", fake_time_both)
+    try:
+        assert precision.use_bf16("cpu") is expected
+        assert precision.use_bf16("cpu") is expected
+        assert calls == ["cpu"]  # measured once per process
+    finally:
+        precision._speedup.cache_clear()
+
+
+def test_real_measurement_is_a_positive_ratio():
+    fp32, bf16 = precision.time_both("cpu", rounds=2, repeats=1)
+    assert len(fp32) == len(bf16) == 2 and min(fp32 + bf16) > 0
+    ratio = precision.bf16_speedup("cpu")
+    assert math.isfinite(ratio) and ratio > 0
