@@ -282,3 +282,16 @@ def test_a_build_without_records_is_an_error_and_writes_nothing(tiny_model_dir, 
     err = capsys.readouterr().err.splitlines()[-1]
     assert re.fullmatch(rf"defemb: error: the build produced no records: .*{message}.*", err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["defs.tsv"]
+
+
+def test_zero_width_pieces_count_against_the_budget(tiny_model_dir):
+    # Tiny BART splits "park ; park" into "... k", "Ġ", ";": the lone zero-width "Ġ" pieces made the
+    # prompt longer in tokens than in visible tokens, and the cut indexed past the visible ones.
+    for max_tokens in range(16, 48):
+        tok = Tokenizing.load(str(tiny_model_dir("bart")), max_tokens)
+        skips = SkipLog()
+        records = make_records([ENTRIES[4]], tok, skips)
+        assert len(records) + skips.total == 1
+        for record in records:
+            assert len(record["input_ids"]) <= max_tokens
+            assert ENTRIES[4].definition.startswith(record["definition"])

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import Encoding
 from tqdm import tqdm
 
 from defemb.config import CorpusConfig
@@ -77,16 +78,16 @@ def entries(config: CorpusConfig, tok: Tokenizing, skips: SkipLog) -> Iterator[E
     return itertools.chain.from_iterable(streams)
 
 
-def _encode(tok: Tokenizing, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[str]]]:
-    """Ids, character offsets and token strings, straight from the Rust backend (batched, parallel)."""
-    batch = tok.backend.encode_batch(texts, add_special_tokens=True)
-    return [(e.ids, e.offsets, e.tokens) for e in batch]
+def _encode(tok: Tokenizing, texts: list[str]) -> list[Encoding]:
+    """Ids, character offsets and token strings straight from the Rust backend (batched, parallel)."""
+    return tok.backend.encode_batch(texts, add_special_tokens=True)
 
 
-def _cut(text: str, prefix_end: int, offsets: list[tuple[int, int]], budget: int) -> str | None:
-    """The prompt cut to ``budget`` content tokens at a word boundary after the prefix, or None."""
-    content = [o for o in offsets if o[1] > o[0]]
-    cut = content[budget - 1][1]
+def _cut(text: str, prefix_end: int, encoding: Encoding, budget: int) -> str | None:
+    """The prompt cut to ``budget`` non-special tokens at a word boundary after the prefix, or None."""
+    # Zero-width pieces (a lone "Ġ" before punctuation) take up the budget like any other token.
+    content = [o for o, special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True) if not special]
+    cut = content[min(budget, len(content)) - 1][1]
     space = text.rfind(" ", prefix_end, cut + 1)
     if cut < len(text) and not text[cut].isspace() and space > prefix_end:
         cut = space  # do not end in the middle of a word
@@ -100,16 +101,17 @@ def make_records(chunk: list[Entry], tok: Tokenizing, skips: SkipLog) -> list[di
     encoded = _encode(tok, texts)
     budget = tok.max_tokens - tok.specials
     for again in range(2):  # a cut can change merges at the edge: check once more
-        over = [i for i, (ids, _, _) in enumerate(encoded) if len(ids) > tok.max_tokens]
+        over = [i for i, e in enumerate(encoded) if len(e.ids) > tok.max_tokens]
         if not over:
             break
         for i in over:
-            cut = _cut(texts[i], prompts[i].prefix_end, encoded[i][1], budget - again)
+            cut = _cut(texts[i], prompts[i].prefix_end, encoded[i], budget - again)
             texts[i] = cut if cut is not None else texts[i][: prompts[i].prefix_end].rstrip()
         for i, enc in zip(over, _encode(tok, [texts[i] for i in over]), strict=True):
             encoded[i] = enc
     records = []
-    for entry, prompt, text, (ids, offsets, tokens) in zip(chunk, prompts, texts, encoded, strict=True):
+    for entry, prompt, text, encoding in zip(chunk, prompts, texts, encoded, strict=True):
+        ids = encoding.ids
         if len(ids) > tok.max_tokens:
             skips.add("word-too-long", entry.location, entry.word)
             continue
@@ -117,7 +119,7 @@ def make_records(chunk: list[Entry], tok: Tokenizing, skips: SkipLog) -> list[di
         for (start, end), form in zip(prompt.spans, prompt.forms, strict=True):
             if end > len(text):
                 continue  # an occurrence in the part of the definition that was cut off
-            found = span_positions(text, offsets, tokens, start, end)
+            found = span_positions(text, encoding.offsets, encoding.tokens, start, end)
             if found is not None:
                 spans.append([start, end])
                 forms.append(form)
