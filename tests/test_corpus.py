@@ -295,3 +295,11 @@ def test_zero_width_pieces_count_against_the_budget(tiny_model_dir):
         for record in records:
             assert len(record["input_ids"]) <= max_tokens
             assert ENTRIES[4].definition.startswith(record["definition"])
+
+
+def test_two_column_tsv_source_builds(tiny_model_dir, tmp_path):
+    source = tmp_path / "glossary.tsv"
+    source.write_text("park\ta public garden\nstation\ta place where trains stop\n", encoding="utf-8")
+    config = CorpusConfig(tokenizer=str(tiny_model_dir("bert")), sources=[f"tsv:{source}"], numbers=False)
+    stats = build_corpus(config, tmp_path / "corpus")
+    assert sum(stats["records"].values()) == 2 and stats["skipped"] == {}

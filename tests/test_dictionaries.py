@@ -252,6 +252,34 @@ def test_tsv_and_entities_bad_lines(tmp_path: Path) -> None:
     assert skip.counts == {"missing-field": 1} and f"{ents}:4: bad" in skip.report()
 
 
+@pytest.mark.parametrize("reader", [read_tabular, read_entities])
+def test_tsv_layouts_two_or_three_fields_or_a_named_header(tmp_path: Path, reader: Callable) -> None:
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("cat\tA small feline.\ncat\tnoun\tA pet.\nbad\n")
+    skip = SkipLog()
+    assert [(e.word, e.pos, e.definition) for e in reader(plain, skip)] == [
+        ("cat", "", "A small feline."),
+        ("cat", "noun", "A pet."),
+    ]
+    assert skip.counts == {"missing-field": 1} and f"{plain}:3: bad" in skip.report()
+    named = tmp_path / "named.tsv"  # columns by name; a tab inside the last column stays in the value
+    named.write_text("Word\tSource\tPart of speech\tDefinition\ncat\tme\tn.\tA small\tfeline.\ndog\tnoun\tA pet.\n")
+    skip = SkipLog()
+    assert [(e.word, e.pos, e.definition) for e in reader(named, skip)] == [("cat", "noun", "A small feline.")]
+    assert skip.counts == {"missing-field": 1} and f"{named}:3: dog" in skip.report()
+    two = tmp_path / "two.tsv"
+    two.write_text("word\tdefinition\nword\tA unit of language.\n")
+    assert [(e.word, e.pos, e.definition) for e in reader(two, SkipLog())] == [("word", "", "A unit of language.")]
+
+
+@needs(WORDSET)
+def test_wordset_reads_alike_as_dictionary_and_as_entities() -> None:
+    skip = SkipLog()
+    rows = [(e.word, e.pos, e.definition) for e in islice(read_entities(WORDSET, skip), 1000)]
+    assert rows == [(e.word, e.pos, e.definition) for e in islice(read_tabular(WORDSET, SkipLog()), 1000)]
+    assert rows[0][:2] == ("A", "noun") and skip.total == 0
+
+
 @pytest.mark.parametrize(
     ("reader", "good"),
     [
@@ -372,7 +400,7 @@ def _line(fmt: str) -> st.SearchStrategy[bytes]:
     """Random bytes, random text, and random rows shaped like the format (so that entries do occur)."""
     text = st.text(max_size=25)
     plain = st.text("abyz .", min_size=1, max_size=8)
-    odd = st.sampled_from(["", " ", "#", "word", "n.", "adj", "\ufeff", "é\tx"])
+    odd = st.sampled_from(["", " ", "#", "word", "definition", "n.", "adj", "\ufeff", "é\tx"])
     field = st.one_of(plain, st.text(max_size=10), odd)
     sense = st.one_of(st.fixed_dictionaries({"glosses": st.lists(field, max_size=3)}), st.just({"tags": ["no-gloss"]}))
     row = st.lists(field, min_size=1, max_size=4).map("\t".join)
@@ -394,7 +422,7 @@ def _line(fmt: str) -> st.SearchStrategy[bytes]:
 
 def _ignored(lines: list[bytes], fmt: str, cap: int) -> int:
     """Independent count of the lines a reader passes over without an entry or a skip."""
-    count = 0
+    count, first = 0, True
     for number, raw in enumerate(lines, start=1):
         if len(raw) > cap:
             continue
@@ -406,8 +434,12 @@ def _ignored(lines: list[bytes], fmt: str, cap: int) -> int:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        header = fmt in ("tsv", "entities") and number == 1 and text.split("\t")[0].strip().lower() == "word"
-        count += header or (fmt == "entities" and text.lstrip().startswith("#"))
+        if fmt == "entities" and text.lstrip().startswith("#"):
+            count += 1
+            continue
+        names = [f.strip().lower() for f in text.split("\t")]
+        count += fmt in ("tsv", "entities") and first and names[0] == "word" and "definition" in names
+        first = False
     return count
 
 

@@ -47,9 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = corpus_sub.add_parser("build", help="dictionary definitions -> prompts with the word's token positions")
     p.add_argument("--tokenizer", required=True, help="model whose tokenizer to build for (dir, hub name, minilm)")
     p.add_argument("--source", action="append", help="gcide | gcide:DIR | gcide-examples[:DIR] (usage examples instead "
-                   "of definitions) | wiktionary:PATH | tsv:PATH | jsonl:PATH "
-                   "(repeatable; default gcide)")
-    p.add_argument("--entities", help="TSV of manual definitions for names and pieces: word<TAB>[pos<TAB>]definition")
+                   "of definitions) | wiktionary:PATH | tsv:PATH (word<TAB>[pos<TAB>]definition, or a header row "
+                   "naming the columns) | jsonl:PATH (repeatable; default gcide)")
+    p.add_argument("--entities", help="TSV of manual definitions for names and pieces: word<TAB>[pos<TAB>]definition "
+                   "(like tsv:PATH; '#' starts a comment)")
     p.add_argument("--no-numbers", action="store_true", help="do not define the numeric vocabulary tokens")
     p.add_argument("--valid-percent", type=float, default=5.0)
     p.add_argument("--max-tokens", type=int, default=128, help="token budget per prompt")
