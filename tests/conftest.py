@@ -90,3 +90,27 @@ def linear_dtypes(monkeypatch) -> set:
 
     monkeypatch.setattr(torch.nn.Linear, "forward", recording)
     return seen
+
+
+@pytest.fixture(scope="session")
+def corpora(tiny_model_dir, tmp_path_factory) -> Callable[[str], Path]:
+    """Factory: ``corpora("bert")`` -> a small real definition corpus for that tiny model, built through the
+    corpus stage once per session (read-only; copy it to change it)."""
+    from defemb.config import CorpusConfig
+    from defemb.corpus.build import build_corpus
+
+    words = ["park", "garden", "station", "market", "city", "river", "office", "library", "green", "102"]
+    folder = tmp_path_factory.mktemp("corpora")
+    tsv = folder / "dict.tsv"
+    rows = [f"{w}\tnoun\ta {w} is a place in the city where people meet {k}" for k in range(6) for w in words]
+    tsv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    def build(family: str) -> Path:
+        out = folder / family
+        if not out.exists():
+            config = CorpusConfig(tokenizer=str(tiny_model_dir(family)), sources=[f"tsv:{tsv}"], numbers=False,
+                                  valid_percent=20, max_tokens=48)
+            build_corpus(config, out)
+        return out
+
+    return build

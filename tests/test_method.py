@@ -15,32 +15,10 @@ import torch
 from safetensors.numpy import load_file
 
 from defemb.cli import main
-from defemb.config import CorpusConfig, TrainConfig
-from defemb.corpus.build import build_corpus
+from defemb.config import TrainConfig
 from defemb.method.masking import Vocabulary, corrupt_encoder, definition_first, sentinel_seq2seq
 from defemb.method.train import train
 from defemb.models import load_model
-
-WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green", "102"]
-
-
-@pytest.fixture(scope="module")
-def corpora(tiny_model_dir, tmp_path_factory):
-    """A small real corpus per family, built through the corpus stage."""
-    folder = tmp_path_factory.mktemp("corpora")
-    tsv = folder / "dict.tsv"
-    rows = [f"{w}\tnoun\ta {w} is a place in the city where people meet {k}" for k in range(6) for w in WORDS]
-    tsv.write_text("\n".join(rows) + "\n", encoding="utf-8")
-
-    def build(family: str):
-        out = folder / family
-        if not out.exists():
-            config = CorpusConfig(tokenizer=str(tiny_model_dir(family)), sources=[f"tsv:{tsv}"], numbers=False,
-                                  valid_percent=20, max_tokens=48)
-            build_corpus(config, out)
-        return out
-
-    return build
 
 
 def _records(corpus):
@@ -151,7 +129,7 @@ def test_kill_9_and_resume_gives_the_same_weights(tiny_model_dir, corpora, tmp_p
 
     run = tmp_path / "run"
     process = _run_cli([*args, "--out", str(run)])
-    state = run / "checkpoint" / "state.json"
+    state = tmp_path / "run.partial" / "checkpoint" / "state.json"  # the run lives there until complete
     deadline = time.time() + 120
     while time.time() < deadline:
         if state.exists() and json.loads(state.read_text())["step"] >= 30:
@@ -160,8 +138,9 @@ def test_kill_9_and_resume_gives_the_same_weights(tiny_model_dir, corpora, tmp_p
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert json.loads(state.read_text())["step"] < 120
+    assert json.loads(state.read_text())["step"] < 120 and not run.exists()
     assert main(["train", "--resume", str(run)]) == 0
+    assert not state.exists()
     for name in ("head.safetensors", "model/model.safetensors"):
         expected, resumed = load_file(reference / name), load_file(run / name)
         assert expected.keys() == resumed.keys()
@@ -241,5 +220,5 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_model_dir, corpo
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "NaN/inf at step 4" in err and "last good checkpoint" in err
-    state = json.loads((out / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 2 and not (out / "model").exists()
+    state = json.loads((tmp_path / "run.partial" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 2 and not out.exists()

@@ -29,8 +29,11 @@ def check_writable(out: str | os.PathLike, force: bool) -> Path:
     path = Path(out)
     if path.exists() and not force:
         raise DefembError(f"output '{path}' already exists; pass --force to overwrite it")
-    if path.parent != Path("") and path.parent.exists() and not path.parent.is_dir():
-        raise DefembError(f"cannot write '{path}': '{path.parent}' is not a directory")
+    folder = next((p for p in path.absolute().parents if p.exists()), Path(path.absolute().anchor))
+    if not folder.is_dir():
+        raise DefembError(f"cannot write '{path}': '{folder}' is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DefembError(f"cannot write '{path}': no permission to create files in '{folder}'")
     return path
 
 
@@ -46,6 +49,11 @@ def atomic_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    move_into_place(tmp, final)
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished ``tmp`` to ``final``; an existing ``final`` is moved aside first, deleted after."""
     if final.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
         os.replace(final, old / final.name)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from defemb.analysis.analyze import analyze, write_analysis
-from defemb.analysis.report import comparison_rows, markdown_table, neighbour_rows
+from defemb.analysis.before_after import repair_page
+from defemb.analysis.report import comparison_rows, load_summary, markdown_table, neighbour_rows
 from defemb.config import AnalyzeConfig, CorpusConfig, TrainConfig
 from defemb.corpus.build import build_corpus
 from defemb.errors import DefembError
@@ -90,24 +91,28 @@ def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "mini
         write_analysis(analysis(str(paths["model"])), paths["after"])
     report = before_after(paths["before"], paths["after"], paths["train"])
     write_text_atomic(out / "before_after.md", report)
+    if _stage("report (before | after)", (out / "report.html").exists()):
+        summaries = {name: load_summary(paths[name]) for name in ("before", "after")}
+        page = repair_page(model, str(paths["model"]), paths["model"] / "replaced.tsv", summaries, ranking=ranking,
+                           chosen=shown, notes=[validation_line(paths["train"])])
+        write_text_atomic(out / "report.html", page)
     return report
 
 
-def before_after(before: Path, after: Path, run: Path) -> str:
-    summaries = {name: json.loads((folder / "analysis.json").read_text()) for name, folder in
-                 (("before", before), ("after", after))}
-    header, rows = comparison_rows(summaries)
+def validation_line(run: Path) -> str:
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     start = next(m for m in metrics if m.get("event") == "start")
     last = [m for m in metrics if "train_mse" in m][-1]
-    parts = [
-        "# DefinitionEMB before / after", "",
-        markdown_table(header, rows), "",
-        f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, "
-        f"trained model {last['valid_mse']:.4f} after {last['step']} steps.", "",
-    ]
+    return (f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, "
+            f"trained model {last['valid_mse']:.4f} after {last['step']} steps.")
+
+
+def before_after(before: Path, after: Path, run: Path) -> str:
+    summaries = {"before": load_summary(before), "after": load_summary(after)}
+    header, rows = comparison_rows(summaries)
+    parts = ["# DefinitionEMB before / after", "", markdown_table(header, rows), "", validation_line(run), ""]
     for name, summary in summaries.items():
         columns = ["token", "band", "chosen/sampled", "neighbours"]
         parts += [f"## Neighbours {name}", "", markdown_table(columns, neighbour_rows(summary["neighbours"])), ""]
-    parts += [f"Interactive report: {after / 'report.html'}", ""]
+    parts += [f"Interactive report, before | after: {after.parent / 'report.html'}", ""]
     return "\n".join(parts)

@@ -1,10 +1,12 @@
 """`defemb train`: fit DefinitionEMB to mimic the pretrained rows from definitions (METHOD §7).
 
 Run directory: ``config.json`` (resolved), ``metrics.jsonl``, ``checkpoint/`` (atomic; everything a
-resume needs), and at the end ``model/`` (the trained body, `save_pretrained`) and ``head.safetensors``
-(W). Resuming restores weights, optimiser, schedule, the global RNG (dropout) and the position in the
-epoch's batch plan; masking draws come from a generator seeded by (seed, step). So on CPU a run killed
-and resumed ends with the same weights as one that was never interrupted.
+resume needs), and at the end ``model/`` (the trained body, `save_pretrained`), ``head.safetensors``
+(W) and ``summary.json``. A run trains in the sibling ``OUT.partial`` and is renamed to ``OUT`` only
+when complete, so a crash never leaves an ``OUT`` that looks finished and ``--force`` replaces an old
+run only once the new one has succeeded. Resuming restores weights, optimiser, schedule, the global RNG
+(dropout) and the position in the epoch's batch plan; masking draws come from a generator seeded by
+(seed, step). So on CPU a run killed and resumed ends with the same weights as one never interrupted.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from defemb.method.masking import STRATEGIES, Vocabulary
 from defemb.method.model import DefinitionEMB, collate
 from defemb.models import get_table_module, tokenizer_kind
 from defemb.models import load_model as load_hf_model
-from defemb.outputs import check_writable, write_json_atomic
+from defemb.outputs import check_writable, move_into_place, write_json_atomic
 from defemb.seeding import seed_everything
 
 RIDGE_EXAMPLES = 4096  # prompts sampled across the corpus (its order is alphabetical) for the warm start
@@ -51,11 +53,12 @@ def _device(name: str | None, world: int) -> torch.device:
 
 
 class Trainer:
-    """Holds everything one run needs; `train()` runs (or continues) it."""
+    """Holds everything one run needs; `train()` runs (or continues) it in ``OUT.partial``."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path):
+    def __init__(self, config: TrainConfig, out: str | Path):
         self.config = config
-        self.run_dir = Path(run_dir)
+        self.out = Path(out)
+        self.run_dir = partial_dir(self.out)  # where the run writes until it is complete
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.device = _device(config.device, self.world)
@@ -106,7 +109,7 @@ class Trainer:
             optimizer = Adafactor(groups, lr=c.lr, scale_parameter=False, relative_step=False, warmup_init=False)
         else:
             optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=0.01)
-        warmup = max(c.warmup, 0)
+        warmup = c.warmup
 
         def factor(step: int) -> float:
             if c.schedule == "constant":
@@ -192,15 +195,7 @@ class Trainer:
         state = {"step": self.step, "epoch": self.epoch, "position": self.position, "best": self.best,
                  "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
         (tmp / "state.json").write_text(json.dumps(state))
-        final = self.run_dir / "checkpoint"
-        if final.exists():
-            old = self.run_dir / ".checkpoint.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        move_into_place(tmp, self.run_dir / "checkpoint")
 
     def load_checkpoint(self) -> None:
         folder = self.run_dir / "checkpoint"
@@ -248,7 +243,7 @@ class Trainer:
                 if not torch.isfinite(squared).all():
                     raise DefembError(
                         f"loss became NaN/inf at step {self.step + 1}; stopped. The last good checkpoint "
-                        f"is kept in {self.run_dir / 'checkpoint'} (lower --lr and resume from it)"
+                        f"is kept in '{self.run_dir / 'checkpoint'}'; start over with a lower --lr (--force)"
                     )
                 self.step += 1
                 window.append(float(squared.mean()))
@@ -305,44 +300,73 @@ class Trainer:
         return {key.replace("valid_mse", "mean_row_mse"): value for key, value in scores.items()}
 
     def finish(self, early_stop: bool) -> dict:
+        """Write the trained body, W and the summary, then rename the run into place (replacing an old one)."""
         summary = {"steps": self.step, "best_valid_mse": self.best, "early_stop": early_stop}
         if self.rank == 0:
             self.loaded.model.save_pretrained(self.run_dir / "model")
             self.loaded.tokenizer.save_pretrained(self.run_dir / "model")
             save_file({"weight": self.model.head.weight.detach().cpu().contiguous()}, self.run_dir / "head.safetensors")
             write_json_atomic(self.run_dir / "summary.json", summary)
+            move_into_place(self.run_dir, self.out)
         return summary
 
 
+def partial_dir(out: str | Path) -> Path:
+    """``OUT.partial``: where the run ``OUT`` lives until it is complete."""
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise DefembError(f"run directory '{out}' must end in a folder name (e.g. runs/train)")
+    return out.with_name(out.name + ".partial")
+
+
+def interrupted(out: str | Path) -> bool:
+    """Whether ``OUT.partial`` holds a run that was started and can be resumed."""
+    return (partial_dir(out) / "config.json").is_file()
+
+
 def train(config: TrainConfig, run_dir: str | Path, force: bool = False) -> dict:
-    """Start a new run in ``run_dir``."""
-    run_dir = Path(run_dir)
+    """Start a new run that ends in ``run_dir``; with ``force`` it replaces an old run once complete."""
+    out = Path(run_dir)
+    partial = partial_dir(out)
     first = int(os.environ.get("RANK", "0")) == 0
     if first:
-        check_writable(run_dir, force)
-    trainer = Trainer(config, run_dir)  # loads and checks everything before the directory is touched
+        check_writable(out, force)
+        if interrupted(out) and not force:
+            step = _checkpoint_step(partial)
+            kept = "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
+            raise DefembError(f"'{partial}' holds an interrupted run ({kept}); continue it with "
+                              f"`defemb train --resume {out}` or start over with --force")
+    trainer = Trainer(config, out)  # loads and checks everything before a directory is touched
     if first:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
+        shutil.rmtree(partial, ignore_errors=True)  # an interrupted run the user chose to start over
+        partial.mkdir(parents=True)
         resolved = {**asdict(config), "kind": trainer.kind, "vocab_hash": trainer.corpus_config["vocab_hash"]}
-        write_json_atomic(run_dir / "config.json", resolved)
+        write_json_atomic(partial / "config.json", resolved)
     if trainer.world > 1:
         torch.distributed.barrier()  # the other ranks write nothing but wait for the directory
     return trainer.train()
 
 
+def _checkpoint_step(run_dir: Path) -> int | None:
+    state = run_dir / "checkpoint" / "state.json"
+    return json.loads(state.read_text())["step"] if state.is_file() else None
+
+
 def resume(run_dir: str | Path) -> dict:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its saved config."""
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise DefembError(f"'{run_dir}' is not a training run (no config.json)")
-    saved = json.loads(config_file.read_text())
+    """Continue the interrupted run ``run_dir`` (its ``.partial``) from its last checkpoint, with its saved config."""
+    out = Path(run_dir)
+    if out.name.endswith(".partial"):  # the user named the partial folder itself
+        out = out.with_name(out.name.removesuffix(".partial"))
+    partial = partial_dir(out)
+    if not interrupted(out):
+        if (out / "summary.json").is_file():
+            raise DefembError(f"'{out}' is a finished run: nothing to resume (train with --force to start over)")
+        raise DefembError(f"'{out}' has no interrupted training run to resume (no '{partial / 'config.json'}')")
+    saved = json.loads((partial / "config.json").read_text())
     config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    trainer = Trainer(config, run_dir)
-    if (run_dir / "checkpoint" / "state.json").is_file():
+    trainer = Trainer(config, out)
+    if _checkpoint_step(partial) is not None:
         trainer.load_checkpoint()
     else:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # nothing was kept: start over cleanly
+        (partial / "metrics.jsonl").unlink(missing_ok=True)  # nothing was kept: start over cleanly
     return trainer.train()
