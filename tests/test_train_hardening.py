@@ -80,3 +80,15 @@ def test_a_run_directory_needs_a_folder_name(name):
     with pytest.raises(DefembError, match="must end in a folder name"):
         train_module.partial_dir(name)
 
+
+@pytest.mark.parametrize("option, value", [
+    ("--seed", "-1"), ("--warmup", "-1"), ("--patience", "-1"), ("--steps", "0"), ("--tokens", "0"), ("--lr", "0"),
+    ("--lr", "nan"), ("--lr", "inf"), ("--head-lr-scale", "-1"), ("--grad-accum", "0"), ("--eval-every", "0"),
+    ("--save-every", "-3"),
+])
+def test_nonsense_training_options_are_refused(tmp_path, capsys, option, value):
+    out = tmp_path / "run"
+    assert main(["train", "minilm", "--corpus", str(tmp_path), "--out", str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"defemb: error: {option}") and err.count("\n") == 1 and value in err
+    assert not out.exists() and not (tmp_path / "run.partial").exists()

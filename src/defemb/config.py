@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,9 +25,11 @@ def _check_view(ranking: str | None, table: str, k: int) -> None:
     _check_positive("k", k)
 
 
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise DefembError(f"--{name} must be a positive whole number (got {value!r})")
+def _check_positive(name: str, value: int, minimum: int = 1) -> None:
+    """A whole number of at least ``minimum`` (1: positive)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+        raise DefembError(f"--{name} must be {what} (got {value!r})")
 
 
 @dataclass
@@ -178,12 +181,15 @@ class TrainConfig:
         _check_table(self.table)
         for name in ("steps", "tokens", "grad_accum", "eval_every", "save_every", "max_valid"):
             _check_positive(name.replace("_", "-"), getattr(self, name))
+        for name in ("warmup", "patience", "seed"):  # seeds feed numpy generators, which refuse negatives
+            _check_positive(name, getattr(self, name), minimum=0)
         if self.optimizer not in ("adam", "adafactor") or self.schedule not in ("inverse_sqrt", "constant"):
             raise DefembError(f"unknown optimizer/schedule {self.optimizer}/{self.schedule}")
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
             raise DefembError(f"--device '{self.device}': use cpu, cuda or cuda:N")
-        if not self.lr > 0 or not self.head_lr_scale > 0:
-            raise DefembError(f"--lr and --head-lr-scale must be positive (got {self.lr}, {self.head_lr_scale})")
+        for name in ("lr", "head_lr_scale"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise DefembError(f"--{name.replace('_', '-')} must be a positive number (got {getattr(self, name)})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
