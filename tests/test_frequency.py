@@ -63,3 +63,21 @@ def test_wordfreq_ranking_puts_common_words_first(minilm_dir):
     assert position[vocab["sediment"]] < position[vocab["[unused5]"]]
     assert vocab["[unused5]"] in set(ranking.bands["rare"].tolist())
     assert vocab["[CLS]"] not in position
+
+
+def test_wordfreq_ranking_scores_numbers_as_wordfreq_does(minilm_dir):
+    import wordfreq
+
+    from defemb.tokens import integer_value
+
+    loaded = load_model(str(minilm_dir))
+    ranking = rank_tokens(loaded.tokenizer, 30522, "wordfreq", "wordpiece")
+    score = dict(zip(ranking.order.tolist(), ranking.scores.tolist(), strict=True))
+    vocab = loaded.tokenizer.get_vocab()
+    # wordfreq stores "2011" as the template "0000"; it must not score 0 and fall among the junk tokens
+    assert score[vocab["2011"]] >= wordfreq.word_frequency("2011", "en") * 0.99
+    assert score[vocab["2011"]] > score[vocab["[unused5]"]]
+    band = ranking.band_of(30522)
+    numbers = [i for t, i in vocab.items() if integer_value(t) is not None and len(t.lstrip("#")) > 1]
+    assert sum(band[i] == "rare" for i in numbers) < len(numbers) / 2
+    assert band[vocab["2011"]] == "frequent"

@@ -17,6 +17,7 @@ import transformers
 
 from defemb.errors import DefembError, quote
 from defemb.models import plain_backend
+from defemb.tokens import surface
 
 BANDS = ("frequent", "medium", "rare")
 BAND_SHARES = (0.3, 0.5, 0.2)
@@ -123,12 +124,29 @@ def _count_ids(encodings: list[list[int]], limit: int, weights: np.ndarray | Non
     return counts
 
 
-def _wordfreq_counts(tokenizer, limit: int, word_initial_space: bool) -> np.ndarray:
+def _wordfreq_words(tokenizer) -> tuple[list[str], np.ndarray]:
+    """English words with their wordfreq frequencies: the top `WORDFREQ_TOP_N`, and every number the vocabulary spells.
+
+    wordfreq stores multi-digit numbers smashed to templates ("2011" -> "0000", "1990s" -> "0000s") and spreads a
+    template's frequency over its numbers with ``digit_freq`` (Benford's law, a year curve). Tokenizing the
+    templates themselves would credit only zero tokens and leave every real number at 0, in the rare band. So
+    templates are left out of the word list and each number word is scored the way ``word_frequency`` scores it.
+    """
     import wordfreq
+    from wordfreq.numbers import MULTI_DIGIT_RE, digit_freq, smash_numbers
 
     table = wordfreq.get_frequency_dict("en")  # one load; word_frequency() per word is 30x slower
-    words = sorted(table, key=table.__getitem__, reverse=True)[:WORDFREQ_TOP_N]
-    freqs = np.array([table[w] for w in words], dtype=np.float64)
+    ranked = sorted(table, key=table.__getitem__, reverse=True)
+    words = [w for w in ranked if not MULTI_DIGIT_RE.search(w)][:WORDFREQ_TOP_N]
+    numbers = sorted({text for text in map(surface, tokenizer.get_vocab()) if MULTI_DIGIT_RE.search(text)})
+    number_freqs = {n: table.get(smash_numbers(n), 0.0) * digit_freq(n) for n in numbers}
+    words += [n for n in numbers if number_freqs[n] > 0]
+    freqs = np.array([table[w] if w in table else number_freqs[w] for w in words], dtype=np.float64)
+    return words, freqs
+
+
+def _wordfreq_counts(tokenizer, limit: int, word_initial_space: bool) -> np.ndarray:
+    words, freqs = _wordfreq_words(tokenizer)
     # Byte-level BPE marks word-initial pieces (Ġ): tokenize words as they appear in running text.
     texts = [" " + w for w in words] if word_initial_space else words
     counts = np.zeros(limit, dtype=np.float64)
