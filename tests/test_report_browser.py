@@ -209,3 +209,58 @@ def test_report_renders_offline_and_hover_shows_token(tmp_path: Path, browser) -
         assert hover_texts(browser) == [text]
         assert token in text, f"hover label of {token!r} (id {token_id}) reads {text!r}"
     browser.save_screenshot(os.path.join(os.environ.get("DEFEMB_SCREENSHOT_DIR", str(tmp_path)), "report.png"))
+
+
+def test_before_after_page_renders_both_projections_and_marks_replaced_rows(tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from defemb.analysis.before_after import compare_tables, html_page
+
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=(N_ROWS, HIDDEN)).astype(np.float32)
+    before[:, 0] += 3.0
+    after = before.copy()
+    replaced = np.arange(250, 270)
+    after[replaced] = rng.normal(size=(len(replaced), HIDDEN)) * 0.05  # the shrunken clump issue 9 describes
+    after[260] = before[:, :].mean(axis=0) * -4.0  # one replaced row far from everything, to hover
+    tokens = [f"tok{i}" for i in range(N_ROWS)]
+    tokens[260] = "<b>rebuilt</b>"
+    bands = {"frequent": np.arange(1, 90), "medium": np.arange(90, 240), "rare": np.arange(240, N_ROWS)}
+    result = compare_tables(before, after, tokens, bands, replaced, chosen=[260], shown=4, k=3)
+    summary = {"bands": {b: {"isotropy": 0.5, "isoscore": 0.2, "mean_cosine": 0.1} for b in (*bands, "all")},
+               "numeric_max_difference": {"mean": 10.0, "median": 3.0}}
+    page = tmp_path / "report.html"
+    page.write_text(html_page(result, {"before": summary, "after": summary}, "synthetic repair"), encoding="utf-8")
+
+    browser.get(page.as_uri())
+    wait = WebDriverWait(browser, 10)
+    for which in ("before", "after"):
+        wait.until(lambda d, w=which: d.find_elements(By.CSS_SELECTOR, f"#projection-{w} svg.main-svg"))
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(not name.startswith(("http:", "https:", "ws:", "wss:")) for name in resources), resources
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table")) == 2  # measures, neighbours before → after
+    neighbour_rows = browser.find_elements(By.CSS_SELECTOR, "table:last-of-type tbody tr")
+    assert len(neighbour_rows) == 4 and neighbour_rows[0].text.startswith("<b>rebuilt</b>")
+    for which in ("before", "after"):
+        traces = browser.find_elements(By.CSS_SELECTOR, f"#projection-{which} .scatterlayer .trace")
+        assert len(traces) == 4  # three bands of kept rows + the replaced rows
+        assert len(traces[3].find_elements(By.CSS_SELECTOR, ".points path")) == len(replaced)
+        drawn = browser.find_elements(By.CSS_SELECTOR, f"#projection-{which} .scatterlayer .trace .points path")
+        assert len(drawn) == len(result.plot_ids)
+
+    # Hover the far replaced row in the after picture: its label shows the token verbatim.
+    browser.execute_script("document.getElementById('projection-after').scrollIntoView({block: 'center'})")
+    time.sleep(0.2)
+    points = browser.execute_script(POINTS_JS.replace("#projection ", "#projection-after "))
+    (point,) = [p for p in points if p["trace"] == 3 and result.plot_ids[np.isin(result.plot_ids, replaced)][p["i"]]
+                == 260]
+    actions = ActionChains(browser, duration=50)
+    actions.w3c_actions.pointer_action.move_to_location(5, 5)
+    actions.w3c_actions.pointer_action.move_to_location(round(point["x"]) - 3, round(point["y"]))
+    actions.w3c_actions.pointer_action.move_to_location(round(point["x"]), round(point["y"]))
+    actions.perform()
+    texts = wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#projection-after .hoverlayer .hovertext')].map(e => e.textContent)"))
+    assert any("<b>rebuilt</b>" in t and "id 260" in t for t in texts), texts

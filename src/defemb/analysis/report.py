@@ -92,7 +92,7 @@ def markdown_report(summary: dict) -> str:
     return "\n".join(parts)
 
 
-def _html_table(header, rows) -> str:
+def html_table(header, rows) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -145,13 +145,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{
 <p>{html.escape(summary['architecture'])} ({html.escape(summary['kind'])}),
 {html.escape(summary['tokenizer_kind'])} tokenizer, table <code>{html.escape(summary['table'])}</code>
 of shape {summary['shape'][0]} × {summary['shape'][1]}, ranking <code>{html.escape(summary['ranking'])}</code>.</p>
-<h2>Bands</h2>{_html_table(BAND_COLUMNS, band_rows(summary['bands']))}
+<h2>Bands</h2>{html_table(BAND_COLUMNS, band_rows(summary['bands']))}
 <h2>Numeric Max Difference (lower is better)</h2>
-{_html_table(NUMERIC_COLUMNS, numeric_rows(numeric))}
+{html_table(NUMERIC_COLUMNS, numeric_rows(numeric))}
 <h2>Projection</h2><p>Hover a point to see its token.</p>
 {figure}
 <h2>Nearest neighbours (cosine)</h2>
-{_html_table(["token", "band", "chosen/sampled", "neighbours"], neighbour_rows(summary['neighbours']))}
+{html_table(["token", "band", "chosen/sampled", "neighbours"], neighbour_rows(summary['neighbours']))}
 </body></html>
 """
 
