@@ -53,7 +53,7 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     out = tmp_path / "pipeline"
     report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
     for name in ("before/report.html", "corpus/train.jsonl", "train/head.safetensors", "definitions.safetensors",
-                 "model/replaced.tsv", "after/report.html", "before_after.md"):
+                 "model/replaced.tsv", "after/report.html", "before_after.md", "report.html"):
         assert (out / name).exists(), name
     assert "| measure | before | after |" in report and "mean-row predictor" in report
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
@@ -63,4 +63,4 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     assert before != after  # rare rows were replaced
     capsys.readouterr()
     run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
-    assert capsys.readouterr().out.count("already done, skipped") == 6
+    assert capsys.readouterr().out.count("already done, skipped") == 7
