@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import shutil
@@ -227,6 +228,38 @@ def test_score_matches_sklearn():
     assert metrics["dev/f1"] == pytest.approx(f1_score(gold, predicted))
     assert np.mean(per_example["dev/accuracy"]) == pytest.approx(metrics["dev/accuracy"])
     assert "dev/f1" not in score("dev", predicted, gold, 3)[0]
+
+
+def test_longest_first_matches_one_token_at_a_time():
+    for len_a, len_b, budget in itertools.product(range(7), range(7), range(12)):
+        a, b = len_a, len_b
+        while a + b > budget:  # transformers' longest_first, written out
+            if a > b:
+                a -= 1
+            else:
+                b -= 1
+        assert cls.longest_first(len_a, len_b, budget) == (a, b)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "bert", "roberta"])
+def test_sentence_pairs_are_separated(tiny_model_dir, family):
+    from defemb.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir(family)))
+    examples = [Example("Alice saw the dog.", "Bob wrote a long letter to the city.", 1)]
+    ids = encode(tokenizer, examples, 64).features["input_ids"][0]
+    native = tokenizer(examples[0].text_a, examples[0].text_b)["input_ids"]
+    plain_a = tokenizer(examples[0].text_a, add_special_tokens=False)["input_ids"]
+    plain_b = tokenizer(examples[0].text_b, add_special_tokens=False)["input_ids"]
+    if family in ("bert", "roberta"):  # their own pair template already separates the texts
+        assert ids == native
+        return
+    separator = tokenizer.eos_token_id
+    single = tokenizer(examples[0].text_a)["input_ids"]  # the single-text template: Llama's <s>, nothing for GPT-2
+    assert ids == single + [separator] + plain_b and single[len(single) - len(plain_a) :] == plain_a
+    assert separator not in native[len(single) : -len(plain_b)]  # the bug: no EOS between the texts
+    cut = encode(tokenizer, examples * 2, 9).features["input_ids"]
+    assert all(len(row) == 9 and separator in row[1:-1] for row in cut)
 
 
 def test_decoder_padding_does_not_change_predictions(tiny_model_dir):

@@ -226,11 +226,60 @@ class Encoded:
 
 
 def encode(tokenizer, examples: list[Example], max_length: int) -> Encoded:
+    """Tokenise a split; pairs use the tokenizer's pair template, or `join_pairs` where it has no separator."""
     a = [e.text_a for e in examples]
     b = None if examples[0].text_b is None else [e.text_b or "" for e in examples]
+    labels = np.array([e.label for e in examples])
+    separator = None if b is None else pair_separator(tokenizer)
+    if separator is not None:
+        ids = join_pairs(tokenizer, a, b, separator, max_length)
+        return Encoded({"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}, labels)
     batch = tokenizer(a, b, truncation=True, max_length=max_length, padding=False)
     keep = ("input_ids", "attention_mask", "token_type_ids")
-    return Encoded({k: batch[k] for k in keep if k in batch}, np.array([e.label for e in examples]))
+    return Encoded({k: batch[k] for k in keep if k in batch}, labels)
+
+
+def pair_separator(tokenizer) -> int | None:
+    """None where the pair template separates the texts (BERT [SEP], RoBERTa/BART </s></s>, T5 </s>);
+    otherwise the id to join them with, SEP else EOS: GPT-2's template glues "a" and "b" into one text, and
+    Llama's / T5Gemma's put only a BOS between them."""
+    ids = tokenizer("a", "b")["input_ids"]
+    marks = {tokenizer.sep_token_id, tokenizer.eos_token_id} - {None}
+    if marks & set(ids[1:-1]):  # the ends may be the template's own BOS / EOS
+        return None
+    separator = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if separator is None:
+        raise DefembError("the tokenizer's pair template has no separator and it has no SEP or EOS token to add")
+    return separator
+
+
+def join_pairs(tokenizer, a: list[str], b: list[str], separator: int, max_length: int) -> list[list[int]]:
+    """The single-text template around ``a <separator> b``, the longer text cut first to fit ``max_length``."""
+    full, plain = tokenizer("a")["input_ids"], tokenizer("a", add_special_tokens=False)["input_ids"]
+    start = next(k for k in range(len(full) - len(plain) + 1) if full[k : k + len(plain)] == plain)
+    prefix, suffix = full[:start], full[start + len(plain) :]  # e.g. Llama's <s>
+    budget = max(max_length - len(prefix) - len(suffix) - 1, 0)
+    ids_a = tokenizer(a, add_special_tokens=False)["input_ids"]
+    ids_b = tokenizer(b, add_special_tokens=False)["input_ids"]
+    out = []
+    for x, y in zip(ids_a, ids_b, strict=True):
+        keep_x, keep_y = longest_first(len(x), len(y), budget)
+        out.append(prefix + x[:keep_x] + [separator] + y[:keep_y] + suffix)
+    return out
+
+
+def longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """Lengths kept by transformers' ``longest_first`` truncation: one token at a time off the longer (b on ties)."""
+    excess = len_a + len_b - budget
+    if excess <= 0:
+        return len_a, len_b
+    gap = min(abs(len_a - len_b), excess)  # first the longer comes down to the shorter's length
+    if len_a > len_b:
+        len_a -= gap
+    else:
+        len_b -= gap
+    excess -= gap
+    return len_a - excess // 2, len_b - (excess + 1) // 2
 
 
 def collate(data: Encoded, index: list[int] | np.ndarray, pad_id: int, device: torch.device | str = "cpu"
