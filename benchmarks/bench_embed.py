@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from defemb.method.data import load_records
+from defemb.method.data import load_records, vocabulary_limit
 from defemb.method.embed import _single_mask, assign, embed, load_run
 from defemb.method.masking import Vocabulary
 from defemb.method.model import collate
@@ -34,7 +34,8 @@ def main() -> None:
         result = embed(args.run, args.corpus, Path(folder) / "emb.safetensors")
         ours = time.perf_counter() - started
     model, loaded, _ = load_run(args.run)
-    records = load_records(args.corpus, "train") + load_records(args.corpus, "valid")
+    limit = vocabulary_limit(loaded)
+    records = load_records(args.corpus, "train", limit) + load_records(args.corpus, "valid", limit)
     vocab = Vocabulary.for_model(loaded)
     sources = list(assign(records, model.kind, 1).values())[: args.naive]
     started = time.perf_counter()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from defemb.cli import main
+from defemb.config import TrainConfig
 from defemb.errors import DefembError
 from defemb.method import train as train_module
+from defemb.method.data import load_records
+from defemb.method.train import train
 
 FINISHED = ("model/model.safetensors", "head.safetensors", "summary.json", "config.json", "checkpoint/state.json")
 
@@ -17,6 +21,12 @@ FINISHED = ("model/model.safetensors", "head.safetensors", "summary.json", "conf
 def _train_args(model: Path, corpus: Path, out: Path, *extra: str) -> list[str]:
     return ["train", str(model), "--corpus", str(corpus), "--out", str(out), "--steps", "4", "--eval-every", "2",
             "--save-every", "2", "--tokens", "256", "--no-warm-start", *extra]
+
+
+def _finished_run(tiny_model_dir, corpora, tmp_path: Path) -> Path:
+    out = tmp_path / "finished"
+    assert main(_train_args(tiny_model_dir("bert"), corpora("bert"), out)) == 0
+    return out
 
 
 def _fail_at_step(monkeypatch, step: int) -> None:
@@ -92,3 +102,66 @@ def test_nonsense_training_options_are_refused(tmp_path, capsys, option, value):
     err = capsys.readouterr().err
     assert err.startswith(f"defemb: error: {option}") and err.count("\n") == 1 and value in err
     assert not out.exists() and not (tmp_path / "run.partial").exists()
+
+
+def _corpus_with(corpora, tmp_path: Path, lines: list[str], split: str = "train") -> Path:
+    """A copy of the tiny BERT corpus whose ``split`` holds exactly ``lines``."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpora("bert"), corpus)
+    (corpus / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return corpus
+
+
+def _first_record(corpora) -> dict:
+    return json.loads((corpora("bert") / "train.jsonl").read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: None, "not a corpus record (a JSON object) (value 'null')"),
+    (lambda r: r.pop("input_ids") and r, "the record has no 'input_ids'"),
+    (lambda r: {**r, "input_ids": "park"}, "'input_ids' is not a non-empty list of token ids"),
+    (lambda r: {**r, "input_ids": [*r["input_ids"][:-1], 999999]}, "token id 999999 is not in this model's vocab"),
+    (lambda r: {**r, "input_ids": [-5, *r["input_ids"][1:]]}, "token id -5 is not in this model's vocabulary"),
+    (lambda r: {**r, "input_ids": [True, *r["input_ids"][1:]]}, "'input_ids' is not a non-empty list"),
+    (lambda r: {**r, "word_positions": [[-1]]}, "word position -1 is outside the prompt's"),
+    (lambda r: {**r, "word_positions": [[len(r["input_ids"])]]}, "is outside the prompt's"),
+    (lambda r: {**r, "word_positions": [[]]}, "'word_positions' is not a non-empty list of non-empty lists"),
+    (lambda r: {**r, "word_positions": []}, "'word_positions' is not a non-empty list of non-empty lists"),
+    (lambda r: {**r, "word_positions": [[1.5]]}, "'word_positions' is not a non-empty list of non-empty lists"),
+    (lambda r: {**r, "word": 7}, "'word' is not a string"),
+])
+def test_bad_corpus_rows_are_named_by_file_and_line(corpora, tmp_path, change, message):
+    good = _first_record(corpora)
+    corpus = _corpus_with(corpora, tmp_path, [json.dumps(good), json.dumps(change(dict(good)))])
+    with pytest.raises(DefembError) as caught:
+        load_records(corpus, "train", 500)
+    text = str(caught.value)
+    assert text.startswith(f"{corpus / 'train.jsonl'}:2: ") and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("line", [b"{not json", b"\xff\xfe{}", b"[" * 100_000])
+def test_lines_that_are_not_json_are_named(corpora, tmp_path, line):
+    corpus = _corpus_with(corpora, tmp_path, [])
+    (corpus / "train.jsonl").write_bytes(line + b"\n")
+    with pytest.raises(DefembError, match=r"train\.jsonl:1: not a JSON line"):
+        load_records(corpus, "train", 500)
+
+
+def test_train_embed_and_stats_refuse_a_bad_row_in_one_line(tiny_model_dir, corpora, tmp_path, capsys):
+    bert = str(tiny_model_dir("bert"))
+    corpus = _corpus_with(corpora, tmp_path, [json.dumps({**_first_record(corpora), "word_positions": [[-1]]})])
+    out, finished = tmp_path / "run", _finished_run(tiny_model_dir, corpora, tmp_path)
+    capsys.readouterr()
+    assert main(["train", bert, "--corpus", str(corpus), "--out", str(out)]) == 2
+    assert main(["corpus", "stats", str(corpus), "--tokenizer", bert]) == 2
+    assert main(["embed", str(finished), "--corpus", str(corpus), "--out", str(tmp_path / "e.safetensors")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all("train.jsonl:1: word position -1 is outside" in line for line in lines)
+    assert not out.exists() and not (tmp_path / "run.partial").exists() and not (tmp_path / "e.safetensors").exists()
+
+
+def test_a_single_target_trains_with_the_warm_start(tiny_model_dir, corpora, tmp_path):
+    record = {**_first_record(corpora), "word_positions": [[1]]}
+    corpus = _corpus_with(corpora, tmp_path, [json.dumps(record)])
+    summary = train(TrainConfig(model=str(tiny_model_dir("bert")), corpus=str(corpus), steps=1), tmp_path / "run")
+    assert summary["steps"] == 1 and (tmp_path / "run" / "head.safetensors").is_file()

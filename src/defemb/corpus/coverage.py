@@ -6,13 +6,13 @@ DefinitionEMB can produce a row for.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from defemb.errors import DefembError
 from defemb.frequency import rank_tokens
+from defemb.method.data import read_records
 from defemb.models import load_tokenizer, tokenizer_kind
 from defemb.tokens import integer_value
 
@@ -26,16 +26,8 @@ def covered_ids(corpus_dir: str | Path, vocab_size: int) -> np.ndarray:
     for file in files:
         if not file.is_file():
             continue
-        with open(file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    record = json.loads(line)
-                    ids = record["input_ids"]
-                    hits = [ids[p] for group in record["word_positions"] for p in group]
-                except (json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-                    raise DefembError(f"{file}:{number}: not a corpus record ({type(exc).__name__}: {exc})") from exc
-                hits = [i for i in hits if 0 <= i < vocab_size]
-                covered[hits] = True
+        for record in read_records(file, vocab_size):  # the checks training makes: ids and positions in range
+            covered[[record["input_ids"][p] for group in record["word_positions"] for p in group]] = True
     return covered
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from defemb.embeddings import save_embeddings
 from defemb.errors import DefembError
-from defemb.method.data import batch_plan, check_corpus, load_records
+from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
 from defemb.method.masking import STRATEGIES, Example, Vocabulary
 from defemb.method.model import DefinitionEMB, collate
 from defemb.models import load_model, vocabulary_hash
@@ -76,7 +76,8 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
     check_writable(out, force)
     model, loaded, config = load_run(run_dir)
     corpus_config = check_corpus(corpus, loaded.tokenizer)
-    records = load_records(corpus, "train") + load_records(corpus, "valid")
+    limit = vocabulary_limit(loaded)
+    records = load_records(corpus, "train", limit) + load_records(corpus, "valid", limit)
     vocab = Vocabulary.for_model(loaded)
     sources = assign(records, model.kind, 1 if aggregate == "first" else max_prompts)
     wanted = {(r, p): token for token, srcs in sources.items() for r, _, p in srcs}

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from defemb.config import TrainConfig
 from defemb.errors import DefembError
 from defemb.frequency import BANDS, rank_tokens
-from defemb.method.data import batch_plan, check_corpus, load_records
+from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
 from defemb.method.masking import STRATEGIES, Vocabulary
 from defemb.method.model import DefinitionEMB, collate
 from defemb.models import get_table_module, tokenizer_kind
@@ -74,8 +74,9 @@ class Trainer:
         self.vocab = Vocabulary.for_model(self.loaded)
         self.strategy = STRATEGIES[self.kind]
         tokenizer = self.loaded.tokenizer
-        self.train_records = load_records(config.corpus, "train")
-        self.valid_records = load_records(config.corpus, "valid", config.max_valid)
+        limit = vocabulary_limit(self.loaded)
+        self.train_records = load_records(config.corpus, "train", limit)
+        self.valid_records = load_records(config.corpus, "valid", limit, config.max_valid)
         if not self.train_records:
             raise DefembError(f"corpus '{config.corpus}' has no training records")
         self.lengths = np.array([len(r["input_ids"]) for r in self.train_records])
@@ -172,15 +173,19 @@ class Trainer:
             states.append(self.model.hidden_states(batch).double())
             targets.append(self.targets[batch.targets].double())
         H, T = torch.cat(states), torch.cat(targets)  # (n, h_s), (n, h_e)
-        fit, held = slice(0, len(H) * 4 // 5), slice(len(H) * 4 // 5, len(H))
+        cut = len(H) * 4 // 5
+        fit, held = slice(0, cut), slice(cut, len(H))
 
         def solve(rows: slice, strength: float) -> torch.Tensor:  # (h_s, h_e)
             gram = H[rows].T @ H[rows]
             ridge = strength * torch.trace(gram) / gram.shape[0]
             return torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), H[rows].T @ T[rows])
 
-        errors = {s: float(((H[held] @ solve(fit, s) - T[held]) ** 2).sum(dim=1).mean()) for s in RIDGE_GRID}
-        best = min(errors, key=errors.get)
+        if cut:
+            errors = {s: float(((H[held] @ solve(fit, s) - T[held]) ** 2).sum(dim=1).mean()) for s in RIDGE_GRID}
+            best = min(errors, key=errors.get)
+        else:  # a single row: nothing to hold out, so the strongest ridge
+            best = RIDGE_GRID[-1]
         self.model.head.weight.copy_(solve(slice(0, len(H)), best).T.float())
         self.model.train()
 
