@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from transformers import AutoModel
 
-from defemb.cli import main
+from defemb.cli import build_parser, main
 from defemb.models import get_table, load_model
 from tiny_models import FAMILIES
 
@@ -161,3 +162,25 @@ def test_compare_prints_side_by_side(tiny_model_dir, tmp_path, capsys):
                 for d in ("orig", "del-analysis")]
     assert shown == pytest.approx(expected, abs=1e-4)
     assert main(["compare", str(tmp_path / "nothing-here")]) == 2
+
+
+def _subparsers(parser: argparse.ArgumentParser, prog: str = "defemb"):
+    """(command line, parser) for the parser and every subcommand under it, evaluate's included."""
+    yield prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subparsers(sub, f"{prog} {name}")
+
+
+def test_every_argument_has_help_text():
+    missing = [
+        f"{prog}: {'/'.join(action.option_strings) or action.dest}"
+        for prog, parser in _subparsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+        and not (action.help or "").strip()
+    ]
+    commands = [prog for prog, _ in _subparsers(build_parser())]
+    assert {"defemb add-tokens", "defemb evaluate classification", "defemb corpus build"} <= set(commands)
+    assert not missing, "no help text:\n" + "\n".join(missing)

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH (default by tokenizer)")
     p.add_argument("--table", default="input", help="input | encoder | decoder | output (default input)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
     p.set_defaults(func=cmd_drift)
 
 

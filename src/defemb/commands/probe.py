@@ -15,10 +15,10 @@ def register(subparsers) -> None:
                    help="dictionary words drawn for the 'other' class of train/valid (default 1000)")
     p.add_argument("--words", help="file of words, one a line, instead of the GCIDE headwords")
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH: which tokens are rare (default by tokenizer)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="words per forward pass when reading states")
     p.add_argument("--out", required=True, help="results folder (a rerun skips finished runs)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
     p.set_defaults(func=cmd_probe)
 
 

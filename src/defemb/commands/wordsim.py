@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     p.add_argument("--table", default="input", help="input | encoder | decoder | output (default input)")
     p.add_argument("--out", required=True, help="results folder (a rerun skips finished models)")
     p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
     p.set_defaults(func=cmd_wordsim)
 
 
