@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -165,3 +167,58 @@ def test_a_single_target_trains_with_the_warm_start(tiny_model_dir, corpora, tmp
     corpus = _corpus_with(corpora, tmp_path, [json.dumps(record)])
     summary = train(TrainConfig(model=str(tiny_model_dir("bert")), corpus=str(corpus), steps=1), tmp_path / "run")
     assert summary["steps"] == 1 and (tmp_path / "run" / "head.safetensors").is_file()
+
+
+def test_an_unwritable_output_folder_is_one_line(tiny_model_dir, corpora, tmp_path, monkeypatch, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+    # chmod does not stop root (tests may run as root): deny the permission where the code asks for it
+    monkeypatch.setattr("defemb.outputs.os.access", lambda path, mode: Path(path) != locked and access(path, mode))
+    finished = _finished_run(tiny_model_dir, corpora, tmp_path)
+    assert main(_train_args(tiny_model_dir("bert"), corpora("bert"), locked / "run")) == 2
+    assert main(["embed", str(finished), "--corpus", str(corpora("bert")), "--out", str(locked / "e.safetensors")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("defemb: error:")]
+    assert len(lines) == 2 and all(f"no permission to create files in '{locked}'" in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tiny_model_dir, corpora, tmp_path_factory) -> Path:
+    """The ``OUT.partial`` folder of a run that crashed after its checkpoint at step 2 (copy it to use it)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _fail_at_step(monkeypatch, 3)
+        assert main(_train_args(tiny_model_dir("bert"), corpora("bert"), out)) == 2
+    return train_module.partial_dir(out)
+
+
+class _Payload:
+    """A pickle that would create a file when loaded without weights_only."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name, content", [
+    ("optimizer.pt", "malicious"), ("optimizer.pt", b"\x80\x04garbage"), ("model.safetensors", b"{}"),
+    ("rng.safetensors", b"\x00" * 7), ("state.json", b'{"step": "x"'), ("state.json", b"[]"),
+])
+def test_a_damaged_checkpoint_is_named_on_resume(interrupted_run, tmp_path, capsys, name, content):
+    shutil.copytree(interrupted_run, tmp_path / "run.partial")
+    out = tmp_path / "run"
+    damaged, marker = tmp_path / "run.partial" / "checkpoint" / name, tmp_path / "pwned"
+    damaged.write_bytes(pickle.dumps(_Payload(marker)) if content == "malicious" else content)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"defemb: error: '{damaged}' is damaged or not from this run (") and err.count("\n") == 1
+    assert "--force" in err and not marker.exists() and not out.exists()
+
+
+def test_a_corpus_without_validation_records_is_refused(tiny_model_dir, corpora, tmp_path, capsys):
+    corpus = _corpus_with(corpora, tmp_path, [], split="valid")
+    assert main(_train_args(tiny_model_dir("bert"), corpus, tmp_path / "run")) == 2
+    assert "has no validation records" in capsys.readouterr().err and not (tmp_path / "run.partial").exists()

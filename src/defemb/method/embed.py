@@ -23,6 +23,7 @@ from defemb.errors import DefembError
 from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
 from defemb.method.masking import STRATEGIES, Example, Vocabulary
 from defemb.method.model import DefinitionEMB, collate
+from defemb.method.train import reading
 from defemb.models import load_model, vocabulary_hash
 from defemb.outputs import check_writable
 
@@ -30,14 +31,16 @@ from defemb.outputs import check_writable
 def load_run(run_dir: str | Path) -> tuple[DefinitionEMB, object, dict]:
     """The trained model of a finished run: body from ``model/``, W from ``head.safetensors``."""
     run_dir = Path(run_dir)
-    if not (run_dir / "head.safetensors").is_file() or not (run_dir / "model").is_dir():
-        raise DefembError(f"'{run_dir}' holds no finished training run (model/ and head.safetensors)")
-    config = json.loads((run_dir / "config.json").read_text())
+    if not all((run_dir / name).exists() for name in ("config.json", "model", "head.safetensors")):
+        raise DefembError(f"'{run_dir}' holds no finished training run (config.json, model/ and head.safetensors)")
+    with reading(run_dir / "config.json", run_dir) as path:
+        config = dict(json.loads(path.read_text()))
     loaded = load_model(str(run_dir / "model"))
-    head = load_file(run_dir / "head.safetensors")["weight"]
-    model = DefinitionEMB(loaded.model, loaded.kind, head.shape[0])
-    with torch.no_grad():
-        model.head.weight.copy_(head)
+    with reading(run_dir / "head.safetensors", run_dir) as path:
+        head = load_file(path)["weight"]
+        model = DefinitionEMB(loaded.model, loaded.kind, head.shape[0])
+        with torch.no_grad():
+            model.head.weight.copy_(head)
     model.eval()
     return model, loaded, config
 
@@ -73,11 +76,16 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
     """Write ``out`` (safetensors rows + provenance); returns counts."""
     if aggregate not in ("first", "mean"):
         raise DefembError(f"unknown --aggregate '{aggregate}'; choose first or mean")
-    check_writable(out, force)
+    if isinstance(max_prompts, bool) or not isinstance(max_prompts, int) or max_prompts < 1:
+        raise DefembError(f"--max-prompts must be a positive whole number (got {max_prompts!r})")
+    if check_writable(out, force).is_dir():
+        raise DefembError(f"--out '{out}' is a directory; give the name of a .safetensors file")
     model, loaded, config = load_run(run_dir)
     corpus_config = check_corpus(corpus, loaded.tokenizer)
     limit = vocabulary_limit(loaded)
     records = load_records(corpus, "train", limit) + load_records(corpus, "valid", limit)
+    if not records:
+        raise DefembError(f"corpus '{corpus}' has no records (train.jsonl and valid.jsonl are empty): nothing to embed")
     vocab = Vocabulary.for_model(loaded)
     sources = assign(records, model.kind, 1 if aggregate == "first" else max_prompts)
     wanted = {(r, p): token for token, srcs in sources.items() for r, _, p in srcs}

@@ -11,12 +11,14 @@ run only once the new one has succeeded. Resuming restores weights, optimiser, s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from tqdm import tqdm
 
 from defemb.config import TrainConfig
 from defemb.errors import DefembError
+from defemb.evaluation.records import error_line
 from defemb.frequency import BANDS, rank_tokens
 from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
 from defemb.method.masking import STRATEGIES, Vocabulary
@@ -77,8 +80,10 @@ class Trainer:
         limit = vocabulary_limit(self.loaded)
         self.train_records = load_records(config.corpus, "train", limit)
         self.valid_records = load_records(config.corpus, "valid", limit, config.max_valid)
-        if not self.train_records:
-            raise DefembError(f"corpus '{config.corpus}' has no training records")
+        for split, records in (("training", self.train_records), ("validation", self.valid_records)):
+            if not records:  # validation drives the logged scores, the best checkpoint and early stopping
+                raise DefembError(f"corpus '{config.corpus}' has no {split} records; rebuild it with `defemb corpus "
+                                  "build` (--valid-percent above 0)")
         self.lengths = np.array([len(r["input_ids"]) for r in self.train_records])
         ranking = rank_tokens(tokenizer, self.targets.shape[0], None, tokenizer_kind(tokenizer))
         self.token_bands = ranking.band_of(self.targets.shape[0])
@@ -204,21 +209,25 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         folder = self.run_dir / "checkpoint"
-        load_model(self.model, folder / "model.safetensors")
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device))
-        torch.set_rng_state(load_file(folder / "rng.safetensors")["cpu_rng"])
-        state = json.loads((folder / "state.json").read_text())
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.best, self.bad_evals = state["best"], state["bad_evals"]
+        with reading(folder / "model.safetensors", self.out) as path:
+            load_model(self.model, path)
+        with reading(folder / "optimizer.pt", self.out) as path:  # weights_only: a pickle can run no code
+            self.optimizer.load_state_dict(torch.load(path, weights_only=True, map_location=self.device))
+        with reading(folder / "rng.safetensors", self.out) as path:
+            torch.set_rng_state(load_file(path)["cpu_rng"])
+        with reading(folder / "state.json", self.out) as path:
+            state = json.loads(path.read_text())
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
+            self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
         """Drop metric lines logged after the checkpoint: the resumed run logs those steps again."""
-        path = self.run_dir / "metrics.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
-            path.write_text("".join(line + "\n" for line in kept))
+        with reading(self.run_dir / "metrics.jsonl", self.out) as path:
+            if path.exists():
+                kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+                path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, **values) -> None:
         if self.rank == 0:
@@ -316,6 +325,16 @@ class Trainer:
         return summary
 
 
+@contextlib.contextmanager
+def reading(path: Path, out: Path) -> Iterator[Path]:
+    """Turn any failure to read or apply one file of the run ``out`` into one line naming the file."""
+    try:
+        yield path
+    except Exception as exc:  # corrupt, truncated, foreign or malicious: the user's fix is the same
+        raise DefembError(f"'{path}' is damaged or not from this run ({error_line(exc)}); train again with "
+                          f"`defemb train ... --out {out} --force`") from exc
+
+
 def partial_dir(out: str | Path) -> Path:
     """``OUT.partial``: where the run ``OUT`` lives until it is complete."""
     out = Path(out)
@@ -337,7 +356,7 @@ def train(config: TrainConfig, run_dir: str | Path, force: bool = False) -> dict
     if first:
         check_writable(out, force)
         if interrupted(out) and not force:
-            step = _checkpoint_step(partial)
+            step = _checkpoint_step(out)
             kept = "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
             raise DefembError(f"'{partial}' holds an interrupted run ({kept}); continue it with "
                               f"`defemb train --resume {out}` or start over with --force")
@@ -352,9 +371,13 @@ def train(config: TrainConfig, run_dir: str | Path, force: bool = False) -> dict
     return trainer.train()
 
 
-def _checkpoint_step(run_dir: Path) -> int | None:
-    state = run_dir / "checkpoint" / "state.json"
-    return json.loads(state.read_text())["step"] if state.is_file() else None
+def _checkpoint_step(out: Path) -> int | None:
+    """The step of the last checkpoint of the interrupted run ``out``; None when none was saved."""
+    state = partial_dir(out) / "checkpoint" / "state.json"
+    if not state.is_file():
+        return None
+    with reading(state, out):
+        return int(json.loads(state.read_text())["step"])
 
 
 def resume(run_dir: str | Path) -> dict:
@@ -367,10 +390,11 @@ def resume(run_dir: str | Path) -> dict:
         if (out / "summary.json").is_file():
             raise DefembError(f"'{out}' is a finished run: nothing to resume (train with --force to start over)")
         raise DefembError(f"'{out}' has no interrupted training run to resume (no '{partial / 'config.json'}')")
-    saved = json.loads((partial / "config.json").read_text())
-    config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    with reading(partial / "config.json", out) as path:
+        saved = json.loads(path.read_text())
+        config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
     trainer = Trainer(config, out)
-    if _checkpoint_step(partial) is not None:
+    if _checkpoint_step(out) is not None:
         trainer.load_checkpoint()
     else:
         (partial / "metrics.jsonl").unlink(missing_ok=True)  # nothing was kept: start over cleanly
