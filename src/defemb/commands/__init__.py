@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-TOP: list[str] = ["diagnose", "corpus", "repair", "results", "tune_alpha"]
-EVALUATE: list[str] = ["classification", "wordsim", "probe", "drift", "summarization"]
+TOP: list[str] = ["diagnose", "corpus", "repair", "extend", "results", "tune_alpha"]
+EVALUATE: list[str] = ["classification", "wordsim", "probe", "drift", "summarization", "lm"]
 
 
 def common_options(p: argparse.ArgumentParser, ranking: bool = True) -> None:
