@@ -7,13 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoTokenizer
 
 from defemb.cli import main
 from defemb.config import CorpusConfig, TrainConfig
 from defemb.corpus.build import build_corpus
 from defemb.method.train import train
+from defemb.models import get_table, load_model
 from defemb.pipeline import PIPELINE_PRESETS, PipelinePreset, run_pipeline
+from test_extend import expected_row
 
 WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
 
@@ -32,18 +34,20 @@ def test_add_tokens(tiny_model_dir, tmp_path, family):
                  tmp_path / "corpus")
     train(TrainConfig(model=model, corpus=str(tmp_path / "corpus"), steps=5, eval_every=5), tmp_path / "run")
     words = tmp_path / "words.tsv"
-    words.write_text("gardenpark\tnoun\ta park with a garden\nzzyzx\ta river station in the city\n", encoding="utf-8")
+    words.write_text("gardenpark\tnoun\ta park with a garden\nzzyzx\tnoun\ta river station in the city\n"
+                     "the\tnoun\talready a token\n", encoding="utf-8")
     out = tmp_path / "extended"
     assert main(["add-tokens", model, "--run", str(tmp_path / "run"), "--words", str(words), "--out", str(out)]) == 0
     tokenizer = AutoTokenizer.from_pretrained(out)
-    extended = AutoModel.from_pretrained(out)
-    ids = tokenizer.convert_tokens_to_ids(["gardenpark", "zzyzx"])
-    assert tokenizer.tokenize("the zzyzx") [-1] == "zzyzx"
-    table = extended.get_input_embeddings().weight.detach().numpy()
-    assert table.shape[0] >= len(tokenizer) and not np.allclose(table[ids[0]], table[ids[1]])
     with open(out / "added.tsv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert [r["word"] for r in rows] == ["gardenpark", "zzyzx"] and [int(r["id"]) for r in rows] == ids
+    ids = [int(r["id"]) for r in rows]
+    assert [r["word"] for r in rows] == ["gardenpark", "zzyzx"]  # "the" is one token already: skipped
+    table = get_table(load_model(str(out)).model)
+    for r, i in zip(rows, ids, strict=True):  # the rows DefinitionEMB predicts, not what resizing gives
+        assert i in tokenizer(f"the {r['word']} is", add_special_tokens=False)["input_ids"]
+        np.testing.assert_allclose(table[i], expected_row(tmp_path / "run", r["word"], r["definition"]),
+                                   rtol=1e-4, atol=1e-5)
     assert main(["add-tokens", model, "--run", str(tmp_path / "run"), "--words", str(words), "--out", str(out)]) == 2
 
 

@@ -1,4 +1,4 @@
-"""Repair commands: replace, train, embed, add-tokens, and the whole pipeline (`run`)."""
+"""Repair commands: replace, train, embed, and the whole pipeline (`run`)."""
 
 from __future__ import annotations
 
@@ -47,13 +47,6 @@ def cmd_embed(args: argparse.Namespace) -> None:
     result = embed(args.run, args.corpus, args.out, aggregate=args.aggregate, max_prompts=args.max_prompts,
                    force=args.force)
     print(f"{result['rows']} definition rows from {result['prompts']} prompts -> {args.out}")
-
-
-def cmd_add_tokens(args: argparse.Namespace) -> None:
-    from defemb.method.add_tokens import add_tokens
-
-    result = add_tokens(args.model, args.run, args.words, args.out, force=args.force, table=args.table)
-    print(f"added {result['added']} tokens (ids from {result['first_id']}) -> {args.out}; see added.tsv")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -111,14 +104,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-prompts", type=int, default=5, help="prompts averaged per token with --aggregate mean")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_embed)
-    p = subparsers.add_parser("add-tokens", help="add new words with rows predicted from their definitions")
-    p.add_argument("model")
-    p.add_argument("--run", required=True, help="finished training run directory")
-    p.add_argument("--words", required=True, help="TSV: word<TAB>[pos<TAB>]definition")
-    p.add_argument("--out", required=True)
-    p.add_argument("--table", default="input")
-    p.add_argument("--force", action="store_true")
-    p.set_defaults(func=cmd_add_tokens)
     p = subparsers.add_parser("run", help="the whole pipeline: analyze, corpus, train, embed, replace, analyze again")
     p.add_argument("--preset", default="quickstart", help="quickstart (~15 min on 2 CPU cores) | full")
     p.add_argument("--out", default="defemb-run", help="pipeline directory (rerun the command to continue)")

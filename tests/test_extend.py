@@ -1,0 +1,133 @@
+"""`defemb extend`: new tokens whose rows are what DefinitionEMB predicts from their definitions, on every family."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+from defemb.cli import main
+from defemb.config import CorpusConfig, TrainConfig
+from defemb.corpus.build import Tokenizing, build_corpus, make_records
+from defemb.dictionaries import Entry, SkipLog
+from defemb.method.train import train
+from defemb.models import get_table, load_model
+from tiny_models import FAMILY_FACTS
+
+WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
+NEW = {"gardenpark": "a park with a garden in the city", "zzyzx": "a river station in the city"}
+
+
+def write_dictionary(folder):
+    tsv = folder / "dict.tsv"
+    rows = [f"{w}\tnoun\ta {w} is a place in the city where people meet {k}" for k in range(5) for w in WORDS]
+    tsv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return tsv
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """``trained_run(family) -> (model dir, run dir)``: a 5-step DefinitionEMB run, built once per family."""
+    cache = {}
+
+    def factory(family: str):
+        if family not in cache:
+            folder = tmp_path_factory.mktemp(f"extend-{family}")
+            model = str(tiny_model_dir(family))
+            build_corpus(CorpusConfig(tokenizer=model, sources=[f"tsv:{write_dictionary(folder)}"], numbers=False),
+                         folder / "corpus")
+            torch.set_num_threads(1)
+            train(TrainConfig(model=model, corpus=str(folder / "corpus"), steps=5, eval_every=5), folder / "run")
+            cache[family] = (model, folder / "run")
+        return cache[family]
+
+    return factory
+
+
+def expected_row(run, word: str, definition: str) -> np.ndarray:
+    """The row DefinitionEMB predicts for a new word, computed here from the run's body and W by hand: hidden
+    state at the first hidden occurrence (encoder: one mask for the whole word), after the first sentinel
+    (encoder-decoder), after the definition with the word left out (decoder). # (h,)"""
+    loaded = load_model(str(run / "model"))
+    W = load_file(run / "head.safetensors")["weight"]  # (h_e, h_s)
+    tok = Tokenizing.load(str(run / "model"), 256)
+    record = make_records([Entry(word, "noun", definition, "test", "test:1")], tok, SkipLog())[0]
+    ids, groups = record["input_ids"], record["word_positions"]
+    word_positions = {p for g in groups for p in g}
+    kind, tokenizer = loaded.kind, loaded.tokenizer
+    with torch.no_grad():
+        if kind == "encoder":
+            keep, at = [], None
+            for p, t in enumerate(ids):
+                starts = [g for g in groups if g[0] == p]
+                if starts:
+                    at = len(keep) if at is None else at
+                    keep.append(tokenizer.mask_token_id)
+                elif p not in word_positions:
+                    keep.append(t)
+            state = loaded.model.base_model(input_ids=torch.tensor([keep])).last_hidden_state[0, at]
+        elif kind == "decoder":
+            context = [t for p, t in enumerate(ids) if p not in word_positions]
+            state = loaded.model.base_model(input_ids=torch.tensor([context])).last_hidden_state[0, -1]
+        else:
+            sentinel = [tokenizer.convert_tokens_to_ids(f"<extra_id_{k}>") for k in range(len(groups))]
+            if tokenizer.mask_token_id is not None and "<extra_id_0>" not in tokenizer.get_vocab():
+                sentinel = [tokenizer.mask_token_id] * len(groups)
+            encoder_ids = []
+            for p, t in enumerate(ids):
+                k = next((k for k, g in enumerate(groups) if g[0] == p), None)
+                if k is not None:
+                    encoder_ids.append(sentinel[k])
+                elif p not in word_positions:
+                    encoder_ids.append(t)
+            start = loaded.model.config.decoder_start_token_id
+            out = loaded.model(input_ids=torch.tensor([encoder_ids]), decoder_input_ids=torch.tensor([[start,
+                               sentinel[0]]]), output_hidden_states=True)
+            state = out.decoder_hidden_states[-1][0, 1]
+    return (W @ state).numpy()
+
+
+def extend_cli(model, run, folder, *extra):
+    entities = folder / "entities.tsv"
+    entities.write_text("".join(f"{w}\tnoun\t{d}\n" for w, d in NEW.items()) + "blorf\tnot a definition line\n",
+                        encoding="utf-8")
+    task = folder / "task.txt"
+    task.write_text("The gardenpark is near the zzyzx station.\nA zzyzx, a gardenpark and a park!\n"
+                    "Blorfwizzle blorfwizzle; qwertyuiop once.\n", encoding="utf-8")
+    return main(["extend", model, "--run", str(run), "--task-data", str(task), "--entities", str(entities),
+                 *extra])
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "gpt2", "t5", "llama"])
+def test_extend_rows_are_what_definitionemb_predicts(trained_run, tmp_path, family, capsys):
+    model, run = trained_run(family)
+    out = tmp_path / "extended"
+    assert extend_cli(model, run, tmp_path, "--out", str(out)) == 0
+    assert "added 2 tokens" in capsys.readouterr().out
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with open(out / "added.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["word"] for r in rows] == ["gardenpark", "zzyzx"]  # by count, then alphabetically
+    assert [r["definition"] for r in rows] == list(NEW.values()) and all(r["count"] == "2" for r in rows)
+    assert all(len(r["neighbours"].split()) == 5 and r["piece_ids"] for r in rows)
+    ids = [int(r["id"]) for r in rows]
+    for word, i in zip(NEW, ids, strict=True):
+        # running text: the leading-space form (BPE/SentencePiece) or the whole word (WordPiece) is one token
+        text = tokenizer(f"a {word} here", add_special_tokens=False)["input_ids"]
+        assert i in text and [t for t in text if t != i] == tokenizer("a here", add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(text) == f"a {word} here"
+    extended = load_model(str(out))
+    table = json.loads((out / "defemb.json").read_text())["table"]
+    E = get_table(extended.model, table)
+    assert E.shape[0] >= len(tokenizer)
+    for word, i in zip(NEW, ids, strict=True):
+        np.testing.assert_allclose(E[i], expected_row(run, word, NEW[word]), rtol=1e-4, atol=1e-5)
+    if FAMILY_FACTS[family]["tied_output"] is False:  # untied head: the new output rows are predicted too
+        np.testing.assert_array_equal(get_table(extended.model, "output")[ids], E[ids])
+    original = AutoModel.from_pretrained(model).get_input_embeddings().weight.detach().numpy()
+    np.testing.assert_array_equal(get_table(extended.model, "input")[: len(original)], original)
