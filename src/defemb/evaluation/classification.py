@@ -168,11 +168,11 @@ def check_model(name: str, trust_remote_code: bool = False) -> str:
         raise DefembError(f"model '{name}' (model_type '{config.model_type}') has no sequence-classification class "
                           "in transformers; choose an encoder, encoder-decoder or decoder with one")
     tokenizer = _pad_tokenizer(load_tokenizer(path, trust_remote_code), name)
-    # transformers 5 builds an empty tokenizer (specials only) for a folder without tokenizer files
+    # load_tokenizer refuses a folder without tokenizer files; this catches a folder holding another model's
     vocab_size = getattr(config, "vocab_size", None)
     if isinstance(vocab_size, int) and len(tokenizer) < vocab_size / 2:
         raise DefembError(f"the tokenizer of '{name}' has {len(tokenizer)} tokens but the model's vocabulary has "
-                          f"{vocab_size}: are the tokenizer files missing from the folder?")
+                          f"{vocab_size}: is it another model's tokenizer?")
     return path
 
 
