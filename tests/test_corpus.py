@@ -15,6 +15,7 @@ from defemb.corpus.build import Tokenizing, build_corpus, in_validation, make_re
 from defemb.corpus.coverage import coverage, covered_ids
 from defemb.corpus.prompts import build_prompt, casing, variants
 from defemb.dictionaries import Entry, SkipLog
+from defemb.dictionaries import lines as lines_module
 from defemb.tokens import surface
 
 ENTRIES = [
@@ -303,3 +304,82 @@ def test_two_column_tsv_source_builds(tiny_model_dir, tmp_path):
     config = CorpusConfig(tokenizer=str(tiny_model_dir("bert")), sources=[f"tsv:{source}"], numbers=False)
     stats = build_corpus(config, tmp_path / "corpus")
     assert sum(stats["records"].values()) == 2 and stats["skipped"] == {}
+
+
+def _hostile(tmp_path, case: str) -> list[str]:
+    """Arguments after `corpus build --tokenizer T` (or for `corpus stats`) that set up one bad input."""
+    source = tmp_path / "defs.tsv"
+    source.write_text("park\ta public garden\n", encoding="utf-8")
+    out = ["--out", str(tmp_path / "corpus")]
+    if case == "binary":
+        (tmp_path / "a.out").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00park\tnoun\tx\n" * 50)
+        return ["--source", f"tsv:{tmp_path / 'a.out'}", *out]
+    if case == "directory":
+        return ["--source", f"wiktionary:{tmp_path}", *out]
+    if case == "gcide-folder":
+        (tmp_path / "g" / "words_A.json").mkdir(parents=True)
+        return ["--source", f"gcide:{tmp_path / 'g'}", *out]
+    if case == "long-line":
+        source.write_bytes(b"park\tnoun\t" + b"x" * 10_000_000 + b"\n")
+    if case == "latin-1":
+        source.write_bytes("café\tnoun\ta place for coffee\n".encode("latin-1"))
+    if case in ("long-line", "latin-1", "unreadable"):
+        return ["--source", f"tsv:{source}", "--no-numbers", *out]
+    if case == "partial":
+        (tmp_path / "corpus.partial").mkdir()
+        (tmp_path / "corpus.partial" / "config.json").write_bytes(b"{\xff damaged")
+        return ["--source", f"tsv:{source}", *out]
+    assert case == "partial-file"
+    (tmp_path / "corpus.partial").write_text("mine")
+    return ["--source", f"tsv:{source}", "--force", *out]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("binary", r"'.*a\.out' looks binary \(NUL bytes in its first KB\), not a dictionary; .*"),
+        ("directory", r"dictionary source 'wiktionary:.*' is a directory; give a file"),
+        ("gcide-folder", r"cannot read '.*words_A\.json': Is a directory"),
+        ("unreadable", r"cannot open '.*defs\.tsv': Permission denied"),
+        ("long-line", r"the build produced no records: .*\(line-too-long 1; first: .*defs\.tsv:1: line-too-long: "
+         r"'park\\tnoun\\txxx+…'\).*"),
+        ("latin-1", r".*\(non-utf8 1; first: .*defs\.tsv:1: non-utf8: 'caf\\xe9\\tnoun\\ta place for coffee'\).*"),
+        ("partial", r"an unfinished build is in '.*corpus\.partial'; its settings or inputs differ .*"),
+        ("partial-file", r"'.*corpus\.partial' is a file, but the build keeps its unfinished work there; .*"),
+    ],
+)
+def test_hostile_build_inputs_are_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys, case, message):
+    if case == "unreadable":  # chmod 000 does not stop root, so the refusal is simulated
+        def refuse(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(lines_module, "open", refuse, raising=False)
+    argv = ["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), *_hostile(tmp_path, case)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(f"defemb: error: {message}", err) and len(err) < 500, err
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_partial_build_with_a_damaged_config_starts_over_with_force(tiny_model_dir, tmp_path):
+    argv = ["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), *_hostile(tmp_path, "partial")]
+    (tmp_path / "corpus.partial" / "config.json").unlink()
+    (tmp_path / "corpus.partial" / "config.json").mkdir()  # not even a file
+    assert main(argv) == 2
+    assert main([*argv, "--force"]) == 0 and (tmp_path / "corpus" / "train.jsonl").exists()
+
+
+def test_stats_json_is_checked_before_the_work(tiny_model_dir, tmp_path, capsys):
+    model = str(tiny_model_dir("bert"))
+    build_corpus(CorpusConfig(tokenizer=model, sources=[f"tsv:{_tsv(tmp_path)}"]), tmp_path / "corpus")
+    stats = ["corpus", "stats", str(tmp_path / "corpus"), "--tokenizer", model, "--json"]
+    assert main([*stats, str(tmp_path / "c.json")]) == 0
+    capsys.readouterr()
+    for target, extra, message in [
+        ("c.json", [], "output '.*c.json' already exists; pass --force to overwrite it"),
+        ("corpus", ["--force"], "cannot write '.*corpus': it is a directory; give a file name"),
+        ("dict.tsv/c.json", [], "cannot write '.*c.json': '.*dict.tsv' is not a directory"),
+    ]:
+        assert main([*stats, str(tmp_path / target), *extra]) == 2
+        assert re.fullmatch(f"defemb: error: {message}", capsys.readouterr().err.splitlines()[-1])
+    assert main([*stats, str(tmp_path / "c.json"), "--force"]) == 0

@@ -460,8 +460,13 @@ def test_random_lines_are_all_accounted_for(fmt: str, tmp_path_factory: pytest.T
     @given(lines=st.lists(_line(fmt), max_size=12), final_newline=st.booleans())
     def check(lines: list[bytes], final_newline: bool) -> None:
         path = folder / "input"
-        path.write_bytes(b"\n".join(lines) + (b"\n" if final_newline and lines else b""))
+        content = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+        path.write_bytes(content)
         skip = SkipLog()
+        if b"\0" in content[:1024]:
+            with pytest.raises(DefembError, match="looks binary"):
+                list(READERS[fmt](path, skip, cap))
+            return
         entries = list(READERS[fmt](path, skip, cap))
         numbers = [int(e.location.rsplit(":", 1)[1]) for e in entries]
         if fmt != "wiktionary":  # one entry per line at most; wiktionary yields one per gloss

@@ -66,6 +66,8 @@ def move_into_place(tmp: Path, final: Path) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file via a temporary sibling and rename (no half-written file on interruption)."""
     path = Path(path)
+    if path.is_dir():  # --force replaces a file, never a folder
+        raise DefembError(f"cannot write '{path}': it is a directory; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -29,7 +29,10 @@ def cmd_corpus_build(args: argparse.Namespace) -> None:
 
 def cmd_corpus_stats(args: argparse.Namespace) -> None:
     from defemb.corpus.coverage import coverage
+    from defemb.outputs import check_writable
 
+    if args.json:
+        check_writable(args.json, args.force)  # before the work, not after it
     result = coverage(args.corpus, args.tokenizer, args.ranking)
     rows = [["vocabulary", result["vocabulary"]]] + [[f"{b} band", v] for b, v in result["bands"].items()]
     rows.append(["numeric tokens", result["numeric"]])
@@ -65,4 +68,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH (default by tokenizer type)")
     p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.set_defaults(func=cmd_corpus_stats)

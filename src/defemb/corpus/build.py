@@ -186,7 +186,9 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
         "inputs": input_fingerprints(config),
     }
     if work.exists():
-        previous = json.loads((work / "config.json").read_text()) if (work / "config.json").exists() else None
+        if not work.is_dir():
+            raise DefembError(f"'{work}' is a file, but the build keeps its unfinished work there; move or remove it")
+        previous = _previous_config(work)
         if force and not (resume and previous == resolved):
             shutil.rmtree(work)
         elif not resume or previous != resolved:
@@ -224,6 +226,14 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
         write_json_atomic(tmp / "config.json", resolved)
     shutil.rmtree(work)
     return stats
+
+
+def _previous_config(work: Path) -> dict | None:
+    """The settings of an unfinished build, or None when they are unreadable (they then count as differing)."""
+    try:
+        return json.loads((work / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, a folder, damaged JSON or bytes
+        return None
 
 
 def _refuse_empty(stats: dict) -> None:

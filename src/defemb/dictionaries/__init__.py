@@ -42,9 +42,15 @@ def read_source(spec: str, skip: SkipLog) -> Iterator[Entry]:
     if kind not in ("wiktionary", "tsv", "jsonl", "entities") or not arg:
         raise DefembError(f"unknown dictionary source '{spec}'; use one of: {SPECS}")
     if not Path(arg).is_file():
-        raise DefembError(f"dictionary source '{spec}': file '{arg}' not found")
+        raise DefembError(f"dictionary source '{spec}': '{arg}' {_not_a_file(Path(arg))}")
     if kind == "wiktionary":
         return read_wiktionary(arg, skip)
     if kind == "entities":
         return read_entities(arg, skip)
     return read_tabular(arg, skip, fmt=kind)
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "is a directory; give a file"
+    return "is not a regular file" if path.exists() else "not found"

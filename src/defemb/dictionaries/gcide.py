@@ -107,6 +107,8 @@ def _read_files(files: list[Path], skip: SkipLog, examples: bool) -> Iterator[En
         except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError
             skip.add("malformed-json", where_file, error)
             continue
+        except OSError as error:  # a folder named like a data file, no permission, a failing disk
+            raise DefembError(f"cannot read '{path}': {error.strerror or error}") from error
         if not isinstance(data, dict):
             skip.add("malformed-json", where_file, data)
             continue

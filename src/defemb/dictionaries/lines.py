@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,6 +17,7 @@ from defemb.dictionaries.entry import SkipLog, location
 from defemb.errors import DefembError
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: the largest real kaikki English entries are a few hundred KiB
+SNIFF_BYTES = 1024
 
 
 def open_binary(path: str | os.PathLike) -> BinaryIO:
@@ -29,15 +30,27 @@ def open_binary(path: str | os.PathLike) -> BinaryIO:
         raise DefembError(f"cannot open '{path}': {error.strerror or error}") from error
 
 
-def _readline(handle: BinaryIO, size: int, where: str) -> bytes:
-    """One line of at most ``size`` bytes; a corrupt or truncated ``.gz`` or a failing disk is one error line."""
+def _guarded(read: Callable[[], bytes], where: str) -> bytes:
+    """``read()``, with a corrupt or truncated ``.gz`` or a failing disk turned into one error line."""
     try:
-        return handle.readline(size)
+        return read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise DefembError(f"{where}: corrupt or truncated gzip data ({error}); download the file again "
                           "(check it with 'gzip -t')") from error
     except OSError as error:
         raise DefembError(f"{where}: cannot read: {error.strerror or error}") from error
+
+
+def _readline(handle: BinaryIO, size: int, where: str) -> bytes:
+    return _guarded(lambda: handle.readline(size), where)
+
+
+def _refuse_binary(handle: BinaryIO, path: str | os.PathLike) -> None:
+    """A NUL byte near the start means an executable, an image or UTF-16, not a dictionary with bad lines."""
+    head = _guarded(lambda: handle.peek(SNIFF_BYTES)[:SNIFF_BYTES], location(path, 1))  # type: ignore[attr-defined]
+    if b"\0" in head:
+        raise DefembError(f"'{path}' looks binary (NUL bytes in its first KB), not a dictionary; give a UTF-8 "
+                          "text file (plain or .gz)")
 
 
 def _drain(handle: BinaryIO, chunk: int, where: str) -> None:
@@ -58,6 +71,7 @@ def iter_lines(
     a trailing "\\r" is dropped, and a UTF-8 byte-order mark on line 1 is ignored.
     """
     with open_binary(path) as handle:
+        _refuse_binary(handle, path)
         number = 0
         while True:
             raw = _readline(handle, max_line_bytes + 1, location(path, number + 1))
