@@ -68,3 +68,22 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     capsys.readouterr()
     run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
     assert capsys.readouterr().out.count("already done, skipped") == 7
+
+
+def test_ctrl_c_says_rerun_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import defemb.pipeline as pipeline
+
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=20, tokens=1024, eval_every=10, alpha=50.0))
+    model = str(tiny_model_dir("bert"))
+
+    def interrupted_embed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "embed", interrupted_embed)
+    args = ["run", "--preset", "test", "--model", model, "--source", f"tsv:{_dictionary(tmp_path)}",
+            "--out", str(tmp_path / "p")]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "finished stages are kept in" in err and "rerun the same `defemb run` command" in err
+    assert "--resume" not in err
+    assert (tmp_path / "p" / "train" / "head.safetensors").exists()  # the stages before embed are kept

@@ -51,8 +51,16 @@ def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "mini
     """Run (or continue) every stage; returns the before/after Markdown."""
     if preset not in PIPELINE_PRESETS:
         raise DefembError(f"unknown --preset '{preset}'; choose one of {', '.join(PIPELINE_PRESETS)}")
-    settings = PIPELINE_PRESETS[preset]
-    out = Path(out)
+    try:
+        return _run_stages(Path(out), PIPELINE_PRESETS[preset], model, source, ranking, seed)
+    except KeyboardInterrupt as exc:
+        # A stage's own note names its own flags (--resume); here rerunning the same command continues.
+        exc.__notes__ = [f"finished stages are kept in '{out}'; rerun the same `defemb run` command to continue"]
+        raise
+
+
+def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ranking: str | None,
+                seed: int) -> str:
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("before", "corpus", "train", "after", "model")}
     emb = out / "definitions.safetensors"
