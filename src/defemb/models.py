@@ -116,7 +116,6 @@ def load_model(name: str, trust_remote_code: bool = False, dtype: torch.dtype = 
     except Exception as exc:  # transformers raises OSError/ValueError/HTTP errors; the user needs one line
         raise DefembError(f"cannot load a model config from '{name}': {_first_line(exc)}") from exc
     cls = _model_class(config)
-    check_tokenizer_files(path, trust_remote_code)  # before the (slow) weights
     try:
         model = cls.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=dtype)
     except Exception as exc:
