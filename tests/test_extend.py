@@ -20,7 +20,7 @@ from defemb.models import get_table, load_model
 from tiny_models import FAMILY_FACTS
 
 WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
-NEW = {"gardenpark": "a park with a garden in the city", "zzyzx": "a river station in the city"}
+NEW = {"gardenpark": "a park with a garden in the city", "riverkeep": "a river station in the city"}
 
 
 def write_dictionary(folder):
@@ -97,7 +97,7 @@ def extend_cli(model, run, folder, *extra):
     entities.write_text("".join(f"{w}\tnoun\t{d}\n" for w, d in NEW.items()) + "blorf\tnot a definition line\n",
                         encoding="utf-8")
     task = folder / "task.txt"
-    task.write_text("The gardenpark is near the zzyzx station.\nA zzyzx, a gardenpark and a park!\n"
+    task.write_text("The gardenpark is near the riverkeep station.\nA riverkeep, a gardenpark and a park!\n"
                     "Blorfwizzle blorfwizzle; qwertyuiop once.\n", encoding="utf-8")
     return main(["extend", model, "--run", str(run), "--task-data", str(task), "--entities", str(entities),
                  *extra])
@@ -112,7 +112,7 @@ def test_extend_rows_are_what_definitionemb_predicts(trained_run, tmp_path, fami
     tokenizer = AutoTokenizer.from_pretrained(out)
     with open(out / "added.tsv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert [r["word"] for r in rows] == ["gardenpark", "zzyzx"]  # by count, then alphabetically
+    assert [r["word"] for r in rows] == ["gardenpark", "riverkeep"]  # by count, then alphabetically
     assert [r["definition"] for r in rows] == list(NEW.values()) and all(r["count"] == "2" for r in rows)
     assert all(len(r["neighbours"].split()) == 5 and r["piece_ids"] for r in rows)
     ids = [int(r["id"]) for r in rows]
@@ -131,3 +131,53 @@ def test_extend_rows_are_what_definitionemb_predicts(trained_run, tmp_path, fami
         np.testing.assert_array_equal(get_table(extended.model, "output")[ids], E[ids])
     original = AutoModel.from_pretrained(model).get_input_embeddings().weight.detach().numpy()
     np.testing.assert_array_equal(get_table(extended.model, "input")[: len(original)], original)
+
+
+def similarity_sets(folder):
+    sets = folder / "sets"
+    sets.mkdir()
+    pairs = [("gardenpark", "park", 9.0), ("gardenpark", "garden", 8.0), ("riverkeep", "river", 7.5),
+             ("riverkeep", "station", 6.0), ("gardenpark", "money", 1.0), ("riverkeep", "dog", 2.0),
+             ("park", "garden", 7.0), ("city", "river", 4.0), ("money", "dog", 0.5), ("office", "library", 5.0)]
+    (sets / "sim.txt").write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in pairs), encoding="utf-8")
+    return sets
+
+
+def test_wordsim_add_tokens_scores_four_initialisations(trained_run, tmp_path):
+    from defemb.extend import extension_from_checkpoint, initialisations
+
+    model, run = trained_run("bert")
+    extended = tmp_path / "extended"
+    assert extend_cli(model, run, tmp_path, "--out", str(extended)) == 0
+    sets = similarity_sets(tmp_path)
+    assert main(["evaluate", "wordsim", "--add-tokens", str(extended), "--sets", str(sets), "--min-pairs", "3",
+                 "--out", str(tmp_path / "ws")]) == 0
+    assert main(["evaluate", "wordsim", "--models", f"original={model}", "--sets", str(sets),
+                 "--out", str(tmp_path / "plain")]) == 0
+    metrics = {p.parent.parent.name: json.loads(p.read_text())["metrics"]
+               for p in (tmp_path / "ws").rglob("result.json")}
+    assert sorted(metrics) == ["definitionemb", "desc_init", "pieces", "resize"]
+    assert all(m["sim/new/pairs"] == 6 and m["new/words"] == 2 and "new/mean/spearman" in m for m in metrics.values())
+    plain = json.loads(next((tmp_path / "plain").rglob("result.json")).read_text())["metrics"]
+    assert metrics["pieces"]["sim/spearman"] == pytest.approx(plain["sim/spearman"])  # no new token: the plain vector
+    assert metrics["definitionemb"]["sim/new/spearman"] != metrics["resize"]["sim/new/spearman"]
+
+    ext = extension_from_checkpoint(extended)
+    rows = initialisations(ext)
+    E = get_table(load_model(model).model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    np.testing.assert_allclose(rows["resize"], np.tile(E.mean(axis=0), (2, 1)), rtol=1e-5, atol=1e-6)
+    for k, word in enumerate(NEW):
+        pieces = [i for i in tokenizer(word, add_special_tokens=False)["input_ids"] if i != tokenizer.unk_token_id]
+        definition = tokenizer(NEW[word], add_special_tokens=False)["input_ids"]
+        np.testing.assert_allclose(rows["pieces"][k], E[pieces or [tokenizer.unk_token_id]].mean(axis=0), atol=1e-6)
+        np.testing.assert_allclose(rows["desc_init"][k], E[definition].mean(axis=0), atol=1e-6)
+        np.testing.assert_allclose(rows["definitionemb"][k], expected_row(run, word, NEW[word]), rtol=1e-4, atol=1e-5)
+
+    # a training run: every split set word a source defines is added in memory, nothing is written
+    entities = tmp_path / "entities.tsv"
+    assert main(["evaluate", "wordsim", "--add-tokens", str(run), "--source", f"entities:{entities}", "--sets",
+                 str(sets), "--min-pairs", "3", "--out", str(tmp_path / "ws-run")]) == 0
+    from_run = {p.parent.parent.name: json.loads(p.read_text())["metrics"]
+                for p in (tmp_path / "ws-run").rglob("result.json")}
+    assert from_run["definitionemb"]["sim/new/spearman"] == pytest.approx(metrics["definitionemb"]["sim/new/spearman"])

@@ -229,16 +229,28 @@ class WordsimConfig:
     sets: list[str] | None = field(default=None, metadata={"help": "files or folders; default eval-word-vectors"})
     table: str = field(default="input", metadata={"help": "input | encoder | decoder | output"})
     trust_remote_code: bool = False
+    add_tokens: str | None = field(default=None, metadata={
+        "help": "a `defemb extend` checkpoint or a training run: score its new words initialised four ways"})
+    sources: list[str] = field(default_factory=lambda: ["gcide"],
+                               metadata={"help": "definitions of the new words when add_tokens is a run"})
+    min_pairs: int = field(default=20, metadata={"help": "pairs with a new word a set needs to be scored on them"})
 
     def __post_init__(self) -> None:
         if self.table not in TABLES:
             raise DefembError(f"unknown --table '{self.table}'; choose one of {', '.join(TABLES)}")
-        if not self.models:
-            raise DefembError("--models: name at least one model")
+        if self.add_tokens is not None:
+            if self.models:
+                raise DefembError("--add-tokens scores one model's new words four ways; leave out --models")
+            if self.min_pairs < 2:
+                raise DefembError(f"--min-pairs must be at least 2 (got {self.min_pairs})")
+        elif not self.models:
+            raise DefembError("--models: name at least one model (or --add-tokens RUN|CHECKPOINT)")
 
 
 def run_wordsim(config: WordsimConfig, out: str | Path, force: bool = False) -> list[RunRecord]:
     """One record per model under OUT; every input is read and checked before the first model loads."""
+    if config.add_tokens is not None:
+        return run_added_words(config, out, force)
     specs = parse_model_specs(config.models)
     for spec in specs:
         resolve_model_name(spec.path)
@@ -260,6 +272,65 @@ def run_wordsim(config: WordsimConfig, out: str | Path, force: bool = False) -> 
             record = RunRecord(**base, metrics=metrics, wall_s=time.perf_counter() - start)
         except Exception as exc:  # one model failing must not stop the others; its record says why
             record = RunRecord(**base, status="failed", error=error_line(exc), wall_s=time.perf_counter() - start)
+        write_record(out, record)
+        records.append(record)
+    return records
+
+
+PRIMARY_NEW = "new/mean/spearman"
+
+
+def new_word_pairs(sets: list[WordPairs], new: set[str], key: Callable[[str], str], min_pairs: int) -> list[WordPairs]:
+    """Per set, the pairs holding at least one new word (sets with fewer than ``min_pairs`` are left out)."""
+    subsets = []
+    for s in sets:
+        keep = [k for k, (a, b) in enumerate(s.pairs) if key(a) in new or key(b) in new]
+        if len(keep) >= min_pairs:
+            subsets.append(WordPairs(f"{s.name}/new", s.path, tuple(s.pairs[k] for k in keep), s.scores[keep]))
+    return subsets
+
+
+def run_added_words(config: WordsimConfig, out: str | Path, force: bool = False) -> list[RunRecord]:
+    """One record per initialisation of the new words (`defemb.extend.INITIALISATIONS`): every set on all its
+    pairs, and on the pairs holding a new word (``SET/new/...``, primary ``new/mean/spearman``). Words that
+    were not added keep the mean of their token rows, the same in every record."""
+    from defemb.extend import extension_from_checkpoint, extension_from_run, initialisations, normaliser
+
+    path = Path(config.add_tokens)
+    if not (path / "added.tsv").is_file() and not (path / "head.safetensors").is_file():
+        raise DefembError(f"--add-tokens '{path}' is neither a `defemb extend` checkpoint (added.tsv) nor a "
+                          "finished training run (head.safetensors)")
+    sets = read_sets(config.sets)
+    settings = {**asdict(config), "sets": [s.path for s in sets]}
+    open_out(out, settings, force, free=("trust_remote_code",), what=EVALUATOR)
+    start = time.perf_counter()
+    if (path / "added.tsv").is_file():
+        ext = extension_from_checkpoint(path, config.trust_remote_code)
+    else:
+        words = sorted({w for s in sets for pair in s.pairs for w in pair})
+        ext = extension_from_run(path, words, config.sources, config.trust_remote_code)
+    tokenizer = ext.base.tokenizer
+    key = normaliser(tokenizer)
+    index = {w: k for k, w in enumerate(ext.words)}
+    subsets = new_word_pairs(sets, set(index), key, config.min_pairs)
+    plain = table_vectors(get_table(ext.base.model, ext.table), tokenizer, ext.base.tokenizer_kind)
+    records = []
+    for name, rows in initialisations(ext).items():
+        def vector(words: list[str], rows: np.ndarray = rows) -> tuple[np.ndarray, np.ndarray]:
+            vectors, covered = plain(words)
+            for k, word in enumerate(words):
+                if key(word) in index:
+                    vectors[k], covered[k] = rows[index[key(word)]], True
+            return vectors, covered
+
+        metrics = score_sets(sets, vector)
+        if subsets:
+            new = score_sets(subsets, vector)
+            metrics |= {k: v for k, v in new.items() if k != PRIMARY} | {PRIMARY_NEW: new[PRIMARY]}
+        metrics["new/words"] = len(ext.words)
+        record = RunRecord(evaluator=EVALUATOR, task=EVALUATOR, model=str(path), label=name, seed=None,
+                           primary=PRIMARY_NEW if subsets else PRIMARY, config=settings, metrics=metrics,
+                           wall_s=time.perf_counter() - start)
         write_record(out, record)
         records.append(record)
     return records
