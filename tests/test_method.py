@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
+from safetensors.torch import save_model
 
 from defemb.cli import main
 from defemb.config import TrainConfig
@@ -160,30 +162,93 @@ def test_bad_training_input(tiny_model_dir, corpora, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_two_process_ddp_training(tiny_model_dir, corpora, tmp_path):
-    """Real multi-process training: torchrun, two CPU processes, gloo."""
+DUMPING_TRAIN = """
+import json, sys
+from safetensors.torch import save_model
+from defemb.config import TrainConfig
+from defemb.method import train as T
+
+def dump(self, early_stop, finish=T.Trainer.finish):  # every rank writes the weights it ends with
+    save_model(self.model, f"{sys.argv[1]}.rank{self.rank}.safetensors")
+    return finish(self, early_stop)
+
+T.Trainer.finish = dump
+T.train(TrainConfig(**json.loads(sys.argv[2])), sys.argv[1])
+"""
+
+
+def _torchrun(tmp_path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Two CPU processes (gloo) under torchrun; on timeout torchrun is stopped (SIGTERM: it stops its
+    workers, which run in sessions of their own), so a rank that hangs fails the test instead of spinning on."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    run = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "defemb.cli", "train", str(tiny_model_dir("bert")), "--corpus",
-               str(corpora("bert")), "--out", str(run), "--steps", "8", "--eval-every", "4", "--save-every", "4",
-               "--tokens", "512"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+               "--master_port", str(port), *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        process.communicate()
+        pytest.fail(f"torchrun did not finish within {timeout} s")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_model_dir, corpora, tmp_path,
+                                                                        monkeypatch):
+    """Real multi-process training: torchrun, two CPU processes, gloo. Llama (no dropout) and the
+    decoder strategy (no random masking) make every draw the same in both set-ups, so rank r's batch
+    at each step is the one a single process meets as its r-th accumulated batch."""
+    model = tiny_model_dir("llama")
+    settings = dict(model=str(model), corpus=str(corpora("llama")), steps=2, tokens=256, lr=1e-3, warm_start=False,
+                    eval_every=2, save_every=2)
+    script = tmp_path / "dumping_train.py"
+    script.write_text(DUMPING_TRAIN, encoding="utf-8")
+    done = _torchrun(tmp_path, str(script), str(tmp_path / "ddp"), json.dumps(settings))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((run / "summary.json").read_text())["steps"] == 8
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [0, 0, 4, 8]  # only rank 0 logs
-    assert (run / "head.safetensors").is_file() and (run / "model" / "model.safetensors").is_file()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 2] and json.loads((tmp_path / "ddp" / "summary.json").read_text())["steps"] == 2
+
+    from defemb.method import train as train_module
+
+    finish = train_module.Trainer.finish
+
+    def dump(self, early_stop):
+        save_model(self.model, str(tmp_path / "single.safetensors"))
+        return finish(self, early_stop)
+
+    monkeypatch.setattr(train_module.Trainer, "finish", dump)
+    train(TrainConfig(**settings, grad_accum=2), tmp_path / "single")
+    rank0, rank1 = (load_file(tmp_path / f"ddp.rank{r}.safetensors") for r in (0, 1))
+    single = load_file(tmp_path / "single.safetensors")
+    before = load_file(model / "model.safetensors")
+    moved = [k for k in rank0 if k.removeprefix("body.") in before
+             and not np.array_equal(rank0[k], before[k.removeprefix("body.")])]
+    assert moved, "training changed no weight of the body: the comparison below would prove nothing"
+    for key in rank0:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)  # DDP keeps the replicas identical
+        np.testing.assert_allclose(rank0[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.slow
+def test_ddp_with_fewer_batches_than_processes_stops_with_an_error(tiny_model_dir, corpora, tmp_path):
+    corpus = tmp_path / "one-batch"
+    shutil.copytree(corpora("bert"), corpus)
+    lines = (corpus / "train.jsonl").read_text().splitlines()
+    (corpus / "train.jsonl").write_text(lines[0] + "\n", encoding="utf-8")
+    done = _torchrun(tmp_path, "-m", "defemb.cli", "train", str(tiny_model_dir("bert")), "--corpus", str(corpus),
+                     "--out", str(tmp_path / "run"), "--steps", "2", timeout=180)
+    assert done.returncode != 0 and "makes 1 batch(es) of --tokens 4096 per epoch, fewer than the 2 processes" \
+        in done.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
 def test_empty_corpus_is_refused(tiny_model_dir, corpora, tmp_path, capsys):
-    import shutil
-
     corpus = tmp_path / "empty"
     shutil.copytree(corpora("bert"), corpus)
     (corpus / "train.jsonl").write_text("", encoding="utf-8")

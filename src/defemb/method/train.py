@@ -85,6 +85,10 @@ class Trainer:
                 raise DefembError(f"corpus '{config.corpus}' has no {split} records; rebuild it with `defemb corpus "
                                   "build` (--valid-percent above 0)")
         self.lengths = np.array([len(r["input_ids"]) for r in self.train_records])
+        batches = len(batch_plan(self.lengths, config.tokens, config.seed, 0))  # the same count every epoch
+        if batches < self.world:  # a rank without a batch would wait for the others forever
+            raise DefembError(f"the corpus makes {batches} batch(es) of --tokens {config.tokens} per epoch, fewer "
+                              f"than the {self.world} processes; lower --tokens or start fewer processes")
         ranking = rank_tokens(tokenizer, self.targets.shape[0], None, tokenizer_kind(tokenizer))
         self.token_bands = ranking.band_of(self.targets.shape[0])
         generator = torch.Generator().manual_seed(config.seed)
