@@ -181,3 +181,71 @@ def test_wordsim_add_tokens_scores_four_initialisations(trained_run, tmp_path):
     from_run = {p.parent.parent.name: json.loads(p.read_text())["metrics"]
                 for p in (tmp_path / "ws-run").rglob("result.json")}
     assert from_run["definitionemb"]["sim/new/spearman"] == pytest.approx(metrics["definitionemb"]["sim/new/spearman"])
+
+
+def test_extend_dry_run_counts_and_lists(trained_run, tmp_path, capsys):
+    model, run = trained_run("bert")
+    out = tmp_path / "never"
+    assert extend_cli(model, run, tmp_path, "--dry-run", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    # the, is, near, station, a, and, park: one token each; qwertyuiop and once: seen once; blorfwizzle: undefined
+    assert "candidates 12, in vocabulary 7, below min count 2, no definition 1" in printed
+    assert "no definition: blorfwizzle" in printed and "gardenpark (2x): a park with a garden" in printed
+    assert "dry run: 2 words would be added" in printed and not out.exists()
+    assert extend_cli(model, run, tmp_path, "--dry-run", "--max-words", "1", "--min-count", "1") == 0
+    assert "over max words 1" in capsys.readouterr().out
+    words = tmp_path / "words.txt"
+    words.write_text("gardenpark\nGardenpark\nthe\nqqqzzz\n", encoding="utf-8")  # uncased: Gardenpark repeats
+    assert main(["extend", model, "--run", str(run), "--words", str(words), "--entities",
+                 str(tmp_path / "entities.tsv"), "--dry-run"]) == 0
+    assert "candidates 3, in vocabulary 1, no definition 1, duplicates 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["empty", "binary", "foreign-run", "no-word", "both-inputs", "table"])
+def test_extend_bad_input_is_one_line_and_writes_nothing(trained_run, tmp_path, capsys, case):
+    model, run = trained_run("bert")
+    out = tmp_path / "out"
+    task = tmp_path / "task.txt"
+    task.write_text("gardenpark gardenpark\n", encoding="utf-8")
+    args = ["extend", model, "--run", str(run), "--task-data", str(task), "--out", str(out)]
+    expected = {"empty": "no words in this task file", "binary": "looks binary", "foreign-run": "vocabulary differs",
+                "no-word": "no word to add", "both-inputs": "not both", "table": "cannot get rows"}[case]
+    if case == "empty":
+        task.write_text("", encoding="utf-8")
+    elif case == "binary":
+        task.write_bytes(b"\x00\x01gardenpark\xff\xfe" * 100)
+    elif case == "foreign-run":  # same width (32), another tokenizer
+        args[1] = str(trained_run("roberta")[0])
+        capsys.readouterr()
+    elif case == "no-word":  # gardenpark has no definition in GCIDE
+        pass
+    elif case == "both-inputs":
+        args += ["--words", str(task)]
+    else:
+        args += ["--table", "output"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("defemb: error: ") and err.count("\n") == 1 and expected in err, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_extend_takes_the_runs_table(tiny_model_dir, tmp_path, capsys):
+    """A T5Gemma run trained on the decoder table writes decoder rows (the encoder table is another space)."""
+    model = str(tiny_model_dir("t5gemma"))
+    build_corpus(CorpusConfig(tokenizer=model, sources=[f"tsv:{write_dictionary(tmp_path)}"], numbers=False),
+                 tmp_path / "corpus")
+    run = tmp_path / "run"
+    train(TrainConfig(model=model, corpus=str(tmp_path / "corpus"), steps=5, eval_every=5, table="decoder"), run)
+    out = tmp_path / "extended"
+    assert extend_cli(model, run, tmp_path, "--out", str(out)) == 0
+    summary = json.loads((out / "defemb.json").read_text())
+    assert summary["table"] == "decoder" and summary["tables_with_mean_rows"] == ["input", "encoder"]
+    extended = load_model(str(out))
+    ids = [int(line.split("\t")[1]) for line in (out / "added.tsv").read_text().splitlines()[1:]]
+    decoder, encoder = get_table(extended.model, "decoder"), get_table(extended.model, "encoder")
+    for word, i in zip(NEW, ids, strict=True):
+        np.testing.assert_allclose(decoder[i], expected_row(run, word, NEW[word]), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(encoder[ids], decoder[ids])
+    capsys.readouterr()
+    assert extend_cli(model, run, tmp_path, "--table", "encoder", "--out", str(tmp_path / "other")) == 2
+    assert "mimic the decoder table" in capsys.readouterr().err and not (tmp_path / "other").exists()

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from tokenizers import AddedToken
+from transformers import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
 from defemb.analysis.neighbours import nearest_neighbours
@@ -278,14 +279,24 @@ def _same_table(model, a: str, b: str) -> bool:
 def _place_rows(target: LoadedModel, table: str, ids: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
     """Grow every table to the new vocabulary, put the rows in ``table`` and an untied output head."""
     size = len(target.tokenizer)
-    if get_table_module(target.model, table).weight.shape[0] < size:  # T5-style tables may have spare rows
+    rows_before = get_table_module(target.model, table).weight.shape[0]
+    if rows_before < size:  # T5-style tables may have spare rows
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # its note on mean_resizing is not for our users: every row is reported
         try:
             target.model.resize_token_embeddings(size, mean_resizing=True)
         finally:
             hf_logging.set_verbosity(verbosity)
+        # resize_token_embeddings sets only the top-level vocab_size; nested configs (T5Gemma's encoder and
+        # decoder) must match too, or the saved checkpoint does not load
+        for sub in vars(target.model.config).values():
+            if isinstance(sub, PretrainedConfig) and getattr(sub, "vocab_size", None) == rows_before:
+                sub.vocab_size = size
     present = [t for t, ok in tables_present(target.model).items() if ok]
+    short = [t for t in present if get_table_module(target.model, t).weight.shape[0] < size]
+    if short:
+        raise DefembError(f"resize_token_embeddings left the {', '.join(short)} table(s) of "
+                          f"{type(target.model).__name__} short of the new vocabulary; nothing was written")
     untied = "output" in present and not tying(target.model)["output_tied_to"]
     predicted = [t for t in present if _same_table(target.model, t, table) or (t == "output" and untied)]
     for name in [table] + (["output"] if untied else []):
