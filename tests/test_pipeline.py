@@ -62,12 +62,14 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     assert "| measure | before | after |" in report and "mean-row predictor" in report
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
     assert len(replaced) > 1
+    assert json.loads((out / "model" / "defemb.json").read_text())["numbers"] == "within"  # the paper's rule
+    assert "`replace --numbers all`" in report  # the all-numbers variant is measured beside it
     before = json.loads((out / "before" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
     after = json.loads((out / "after" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
     assert before != after  # rare rows were replaced
     capsys.readouterr()
     run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
-    assert capsys.readouterr().out.count("already done, skipped") == 7
+    assert capsys.readouterr().out.count("already done, skipped") == 8
 
 
 def test_ctrl_c_says_rerun_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):

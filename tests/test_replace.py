@@ -17,8 +17,8 @@ from defemb.cli import main
 from defemb.embeddings import load_embeddings, load_provenance, provenance_path, save_embeddings
 from defemb.errors import DefembError
 from defemb.frequency import rank_tokens
-from defemb.models import get_table, load_model, tokenizer_kind, vocabulary_hash
-from defemb.replace import replacement_count, task_texts, task_token_ids, text_columns
+from defemb.models import get_table, load_model, save_model, set_table, tokenizer_kind, vocabulary_hash
+from defemb.replace import ReplaceConfig, replace, replacement_count, task_texts, task_token_ids, text_columns
 
 SENTENCES = [
     "Alice saw the old dog near the park.",
@@ -62,7 +62,7 @@ def expected_ids(tokenizer, ranking_order, texts, row_ids, alpha) -> list[int]:
 
 def read_replaced(out) -> list[list[str]]:
     lines = (out / "replaced.tsv").read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "token\tid\tband\tnorm_diff\tcosine"
+    assert lines[0] == "token\tid\tband\tnorm_diff\tcosine\tblend\tdegeneracy"
     return [line.split("\t") for line in lines[1:]]
 
 
@@ -71,7 +71,7 @@ def check_replaced_tsv(out, before, after, tokenizer, ranking) -> set[int]:
     vocab = {i: t for t, i in tokenizer.get_vocab().items()}
     bands = ranking.band_of(before.shape[0])
     listed = set()
-    for token, token_id, band, norm_diff, cosine in read_replaced(out):
+    for token, token_id, band, norm_diff, cosine, _, _ in read_replaced(out):
         i = int(token_id)
         listed.add(i)
         assert token == printable(vocab[i]) and band == bands[i]
@@ -112,7 +112,7 @@ def test_alpha_replaces_the_rarest_task_tokens_with_rows(tiny_model_dir, tmp_pat
         assert summary["replaced"] == summary["candidates"]
 
 
-def test_numbers_adds_every_numeric_row_to_the_alpha_choice(tiny_model_dir, tmp_path):
+def test_numbers_within_alpha_by_default_and_all_on_request(tiny_model_dir, tmp_path):
     model = str(tiny_model_dir("bert"))
     tokenizer = AutoTokenizer.from_pretrained(model)
     vocab = tokenizer.get_vocab()
@@ -122,15 +122,20 @@ def test_numbers_adds_every_numeric_row_to_the_alpha_choice(tiny_model_dir, tmp_
     paths, texts = write_task(tmp_path)
     common = ["replace", model, "--embeddings", str(tmp_path / "defs.safetensors"), "--alpha", "2",
               "--task-data", *paths, "--ranking", "index"]
-    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
-    assert main([*common, "--numbers", "--out", str(tmp_path / "numbers")]) == 0
+    for name, extra in [("plain", []), ("within", ["--numbers", "within"]), ("numbers", ["--numbers"]),
+                        ("all", ["--numbers", "all"])]:
+        assert main([*common, *extra, "--out", str(tmp_path / name)]) == 0
     before = get_table(load_model(model).model)
-    plain = set(np.flatnonzero((before != get_table(load_model(str(tmp_path / "plain")).model)).any(axis=1)))
-    both = set(np.flatnonzero((before != get_table(load_model(str(tmp_path / "numbers")).model)).any(axis=1)))
+
+    def changed(name):
+        return set(np.flatnonzero((before != get_table(load_model(str(tmp_path / name)).model)).any(axis=1)))
+
+    plain, both = changed("plain"), changed("numbers")
     with_rows = set(numeric) & set(row_ids)
-    assert len(with_rows) >= 3 and not with_rows <= plain
-    assert both == plain | with_rows
-    assert json.loads((tmp_path / "numbers" / "defemb.json").read_text())["numbers"] is True
+    assert len(with_rows) >= 3 and not with_rows <= plain and plain & with_rows  # α picks some numbers, not all
+    assert both == plain | with_rows == changed("all") and changed("within") == plain
+    for name, numbers in [("plain", "within"), ("numbers", "all")]:
+        assert json.loads((tmp_path / name / "defemb.json").read_text())["numbers"] == numbers
 
 
 def test_all_replaces_every_row_and_the_tied_head_follows(tiny_model_dir, tmp_path, capsys):
@@ -313,3 +318,148 @@ def test_bad_input_is_exit_2_with_nothing_written(tiny_model_dir, tmp_path, caps
     assert (out / "keep.txt").read_text() == "precious"
     assert main(args("--all", "--force")) == 0
     assert not (out / "keep.txt").exists() and AutoModel.from_pretrained(str(out)) is not None
+
+
+def _bands_and_rows(model, definitions):
+    """Ranking (index), band per id and the ranked ids that have a row, for the tiny bert model."""
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    before = get_table(load_model(model).model)
+    ranking = rank_tokens(tokenizer, before.shape[0], "index")
+    covered = [int(i) for i in ranking.order if int(i) in definitions]
+    return before, ranking.band_of(before.shape[0]), covered
+
+
+def test_spread_scale_gives_each_band_the_spread_of_its_pretrained_rows(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir("bert"))
+    ids = list(range(5, 500))
+    rows = write_definitions(model, tmp_path / "defs.safetensors", ids, seed=5)
+    shrunk = {i: 0.002 * r for i, r in rows.items()}  # a predictor that shrank everything (tiny rows: RMS 0.11)
+    save_embeddings(tmp_path / "shrunk.safetensors", np.array(ids), np.stack([shrunk[i] for i in ids]),
+                    load_embeddings(tmp_path / "defs.safetensors").metadata)
+    out = tmp_path / "scaled"
+    assert main(["replace", model, "--embeddings", str(tmp_path / "shrunk.safetensors"), "--all", "--spread",
+                 "scale", "--ranking", "index", "--out", str(out)]) == 0
+    before, bands, covered = _bands_and_rows(model, shrunk)
+    after = get_table(load_model(str(out)).model)
+    for band in ("frequent", "medium", "rare"):
+        members = [i for i in covered if bands[i] == band]
+        old, new, raw = before[members], after[members], np.stack([shrunk[i] for i in members])
+        rms = [np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean()) for x in (old, new, raw)]
+        assert rms[1] == pytest.approx(rms[0], rel=1e-5) and rms[2] < rms[0] / 3
+        np.testing.assert_allclose(new.mean(axis=0), raw.mean(axis=0), atol=1e-6)  # around the rows' own mean
+        raw_centred, new_centred = raw - raw.mean(axis=0), new - new.mean(axis=0)
+        np.testing.assert_allclose(new_centred, raw_centred * (rms[0] / rms[2]), rtol=1e-4, atol=1e-5)
+    summary = json.loads((out / "defemb.json").read_text())
+    assert summary["spread"] == "scale" and set(summary["spread_rms"]) == {"frequent", "medium", "rare"}
+
+
+def test_blend_auto_weights_each_row_by_its_excess_disagreement(tiny_model_dir, tmp_path, capsys):
+    model = str(tiny_model_dir("bert"))
+    before = get_table(load_model(model).model)
+    ids = list(range(5, 500))
+    rng = np.random.default_rng(6)
+    noise = np.where(np.array(ids) > 400, 3.0, 0.3)[:, None]  # the rarest ids (index ranking) disagree most
+    rows = before[ids] + noise * rng.normal(size=(len(ids), before.shape[1])).astype(np.float32)
+    write_definitions(model, tmp_path / "defs.safetensors", ids)
+    metadata = load_embeddings(tmp_path / "defs.safetensors").metadata
+    save_embeddings(tmp_path / "defs.safetensors", np.array(ids), rows, metadata)
+    definitions = dict(zip(ids, rows, strict=True))
+    out = tmp_path / "auto"
+    assert main(["replace", model, "--embeddings", str(tmp_path / "defs.safetensors"), "--all", "--blend", "auto",
+                 "--ranking", "index", "--out", str(out)]) == 0
+    assert "blend auto, mean" in capsys.readouterr().out
+    _, bands, covered = _bands_and_rows(model, definitions)
+    u = {}
+    for band in ("frequent", "medium", "rare"):
+        members = [i for i in covered if bands[i] == band]
+        spread = ((before[members] - before[members].mean(axis=0)) ** 2).sum(axis=1).mean()
+        u.update({i: float(((before[i] - definitions[i]) ** 2).sum() / spread) for i in members})
+    reference = float(np.median([u[i] for i in covered if bands[i] == "frequent"]))
+    after = get_table(load_model(str(out)).model)
+    listed = {int(r[1]): float(r[5]) for r in read_replaced(out)}
+    for i in covered:
+        lam = min(max(1 - reference / u[i], 0.0), 1.0)
+        assert listed[i] == pytest.approx(lam, abs=1e-3)
+        np.testing.assert_allclose(after[i], (1 - lam) * before[i] + lam * definitions[i], rtol=1e-4, atol=1e-5)
+    rare = [listed[i] for i in covered if i > 400]
+    assert np.mean(rare) > 0.9 and np.median([listed[i] for i in covered if i <= 400]) < 0.3
+    assert json.loads((out / "defemb.json").read_text())["blend_reference"] == pytest.approx(reference, rel=1e-5)
+
+
+def test_select_degenerate_replaces_rows_whose_neighbours_are_foreign(tiny_model_dir, tmp_path):
+    source = tiny_model_dir("bert", fresh=True)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    loaded = load_model(str(source))
+    E = get_table(loaded.model)
+    vocab = tokenizer.get_vocab()
+    symbols = sorted(i for t, i in vocab.items() if not any(c.isalpha() for c in t))  # digits, punctuation
+    words = [vocab[w] for w in ("park", "river", "library") if w in vocab]
+    assert len(symbols) >= 12 and len(words) == 3
+    rng = np.random.default_rng(7)
+    for w in words:  # planted: each of these words sits in a cluster of such rows
+        E[w] = E[symbols[0]] + 0.002 * rng.normal(size=E.shape[1]).astype(np.float32)
+    E[symbols[:12]] = E[symbols[0]] + 0.002 * rng.normal(size=(12, E.shape[1])).astype(np.float32)
+    set_table(loaded.model, E)
+    save_model(loaded, source)
+    row_ids = list(range(5, 500))
+    write_definitions(str(source), tmp_path / "defs.safetensors", row_ids, seed=8)
+    paths, _ = write_task(tmp_path)
+    common = ["replace", str(source), "--embeddings", str(tmp_path / "defs.safetensors"), "--ranking", "index"]
+    assert main([*common, "--select", "degenerate", "--out", str(tmp_path / "degenerate")]) == 0
+    assert main([*common, "--select", "both", "--alpha", "2", "--task-data", *paths,
+                 "--out", str(tmp_path / "both")]) == 0
+    assert main([*common, "--alpha", "2", "--task-data", *paths, "--out", str(tmp_path / "frequency")]) == 0
+
+    ranking = rank_tokens(tokenizer, E.shape[0], "index")
+    tokens = [""] * E.shape[0]
+    for t, i in vocab.items():
+        tokens[i] = t
+    candidates = [int(i) for i in ranking.order if int(i) in set(row_ids)]
+    expected = {i for i in candidates if slow_share(E, i, ranking.order, tokens) >= 0.5}
+    assert set(words) <= expected and len(expected) < len(candidates) / 2
+
+    def changed(name):
+        return set(np.flatnonzero((E != get_table(load_model(str(tmp_path / name)).model)).any(axis=1)).tolist())
+
+    assert changed("degenerate") == expected
+    in_task = set(task_token_ids(tokenizer, paths, len(tokenizer)).tolist())
+    assert changed("both") == changed("frequency") | (expected & in_task) != changed("frequency")
+    listed = {int(r[1]): float(r[6]) for r in read_replaced(tmp_path / "degenerate")}
+    assert listed == pytest.approx({i: slow_share(E, i, ranking.order, tokens) for i in expected})
+    summary = json.loads((tmp_path / "degenerate" / "defemb.json").read_text())
+    assert summary["select"] == "degenerate" and summary["alpha"] is None and summary["degenerate"] == len(expected)
+
+
+def slow_share(E, query, order, tokens, k=10) -> float:
+    """Share of the k nearest (cosine) ranked rows that are placeholders or of another script, in plain Python."""
+    def script(token):
+        letters = [c for c in token.removeprefix("##") if c.isalpha()]
+        if letters:
+            return "LATIN" if letters[0].isascii() else letters[0]
+        return "digits" if token.removeprefix("##").isdigit() else "symbols"
+
+    unit = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)  # the padding row is zero
+    others = sorted((int(j) for j in order if int(j) != query), key=lambda j: -float(unit[query] @ unit[j]))[:k]
+    return sum(tokens[j].startswith("[unused") or script(tokens[j]) != script(tokens[query]) for j in others) / k
+
+
+def test_new_options_reject_bad_values(tiny_model_dir, tmp_path, capsys):
+    model = str(tiny_model_dir("bert"))
+    write_definitions(model, tmp_path / "defs.safetensors", [10, 11, 12])
+    base = ["replace", model, "--embeddings", str(tmp_path / "defs.safetensors"), "--out", str(tmp_path / "out")]
+    for extra, message in [(["--all", "--blend", "sometimes"], "neither a number"),
+                           (["--select", "degenerate", "--all"], "drop --alpha"),
+                           (["--select", "degenerate", "--alpha", "5"], "drop --alpha"),
+                           (["--select", "both"], "--alpha")]:
+        assert main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err
+    for extra in (["--all", "--spread", "whiten"], ["--all", "--numbers", "some"]):
+        with pytest.raises(SystemExit):
+            main([*base, *extra])
+    with pytest.raises(DefembError, match="--numbers"):
+        ReplaceConfig(model, "x", all_tokens=True, numbers="some")
+    write_definitions(model, tmp_path / "rare.safetensors", [480, 481, 482])  # index ranking: rare ids only
+    with pytest.raises(DefembError, match="no frequent token has a definition row"):
+        replace(ReplaceConfig(model, str(tmp_path / "rare.safetensors"), all_tokens=True, blend="auto",
+                              ranking="index"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -2,7 +2,9 @@
 
 Every stage writes its own output under ``OUT/`` and is skipped when that output is already complete,
 so an interrupted pipeline is continued by running the same command again (training resumes from its
-checkpoint). The last step prints and writes ``OUT/before_after.md``.
+checkpoint). The last step prints and writes ``OUT/before_after.md``. Rows are replaced by the paper's
+rule (numbers only where α picks them); the numeric Max Difference of rebuilding every number as one
+set is measured beside it (``OUT/numbers_all.json``, no checkpoint written).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from defemb.analysis.analyze import analyze, write_analysis
 from defemb.analysis.before_after import repair_page
+from defemb.analysis.numbers import max_difference, numeric_tokens
 from defemb.analysis.report import comparison_rows, load_summary, markdown_table, neighbour_rows
 from defemb.config import AnalyzeConfig, CorpusConfig, TrainConfig
 from defemb.corpus.build import build_corpus
@@ -21,9 +24,9 @@ from defemb.errors import DefembError
 from defemb.method.embed import embed
 from defemb.method.train import interrupted, resume, train
 from defemb.models import load_tokenizer
-from defemb.outputs import write_text_atomic
+from defemb.outputs import write_json_atomic, write_text_atomic
 from defemb.precision import bf16_speedup, use_bf16
-from defemb.replace import ReplaceConfig, replace
+from defemb.replace import ReplaceConfig, replace, replaced_table
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ PIPELINE_PRESETS = {
     "full": PipelinePreset(steps=5000, tokens=4096, eval_every=250, alpha=20.0),
 }
 SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
+NUMBERS_ALL = "numbers_all.json"
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -89,12 +93,11 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
             train(config, paths["train"])
     if _stage("embed", emb.exists()):
         embed(paths["train"], paths["corpus"], emb)
+    config = replace_config(model, emb, paths["corpus"], settings.alpha, ranking)
     if _stage("replace", (paths["model"] / "replaced.tsv").exists()):
-        # V_task = the corpus's own tokens: the rarest alpha % of the vocabulary that have a row, plus
-        # every number with a row (docs/results.md: a half-rebuilt number set loses its order)
-        config = ReplaceConfig(model=model, embeddings=str(emb), task_data=[str(paths["corpus"] / "train.jsonl")],
-                               alpha=settings.alpha, numbers=True, ranking=ranking)
         replace(config, paths["model"])
+    if _stage("replace --numbers all (measured, not written)", (out / NUMBERS_ALL).exists()):
+        write_json_atomic(out / NUMBERS_ALL, numbers_all(config))
     if _stage("analyze (after)", (paths["after"] / "analysis.json").exists()):
         write_analysis(analysis(str(paths["model"])), paths["after"])
     report = before_after(paths["before"], paths["after"], paths["train"])
@@ -105,6 +108,28 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
                            chosen=shown, notes=[validation_line(paths["train"])])
         write_text_atomic(out / "report.html", page)
     return report
+
+
+def replace_config(model: str, emb: Path, corpus: Path, alpha: float, ranking: str | None) -> ReplaceConfig:
+    """V_task = the corpus's own tokens; the rarest alpha % of the vocabulary that have a row are replaced,
+    numbers among them as the paper's rule picks them (all numbers as one set is reported beside it)."""
+    return ReplaceConfig(model=model, embeddings=str(emb), task_data=[str(corpus / "train.jsonl")], alpha=alpha,
+                         ranking=ranking)
+
+
+def numbers_all(config: ReplaceConfig) -> dict:
+    """Numeric Max Difference of the table `replace --numbers all` would write (every number rebuilt)."""
+    variant = ReplaceConfig(**{**config.to_dict(), "numbers": "all"})
+    table, result = replaced_table(variant)
+    ids, values = numeric_tokens(result.tokens, result.ranking.order)
+    return {"replaced": len(result.ids), "numeric_max_difference": max_difference(table[ids], values)}
+
+
+def numbers_all_line(path: Path) -> str:
+    variant = json.loads(path.read_text())
+    numeric = variant["numeric_max_difference"]
+    return (f"Every number rebuilt as one set (`replace --numbers all`, {variant['replaced']} rows; not written): "
+            f"numeric Max Difference mean {numeric['mean']:.2f} / median {numeric['median']:g}.")
 
 
 def validation_line(run: Path) -> str:
@@ -119,6 +144,8 @@ def before_after(before: Path, after: Path, run: Path) -> str:
     summaries = {"before": load_summary(before), "after": load_summary(after)}
     header, rows = comparison_rows(summaries)
     parts = ["# DefinitionEMB before / after", "", markdown_table(header, rows), "", validation_line(run), ""]
+    if (after.parent / NUMBERS_ALL).exists():
+        parts += [numbers_all_line(after.parent / NUMBERS_ALL), ""]
     for name, summary in summaries.items():
         columns = ["token", "band", "chosen/sampled", "neighbours"]
         parts += [f"## Neighbours {name}", "", markdown_table(columns, neighbour_rows(summary["neighbours"])), ""]

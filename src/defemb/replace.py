@@ -3,7 +3,17 @@
 V_task is the set of ranked (non-special) vocabulary tokens that occur in the task's training text. It is
 ordered by the model's frequency ranking (§3) and, of the V_task tokens that have a definition row, the
 last (rarest) min(⌊α % · |V|⌋, |V_task|) are replaced, |V| being the number of ranked tokens. ``--all``
-replaces every ranked token that has a row. Special tokens are never replaced.
+replaces every ranked token that has a row. Special tokens are never replaced. That is ``--select
+frequency`` (the paper's rule); ``--select degenerate`` replaces instead the V_task rows (every ranked
+row without ``--task-data``) whose pretrained neighbours are degenerate (`defemb.calibrate`), whatever
+their frequency, and ``--select both`` the union. Numbers are replaced where the selection picks them
+(``--numbers within``, the paper's rule); ``--numbers all`` adds every numeric token with a row, frequent
+ones included, so the number rows are rebuilt as one consistent set.
+
+What is written: the definition row, optionally with its band's spread restored (``--spread``), blended
+with the pretrained row by one λ (``--blend λ``) or by a λ per row from a measured reliability
+(``--blend auto``); the maths and its reasons are in `defemb.calibrate`. ``replaced.tsv`` lists per row
+the band, ‖old − new‖, cos(old, new), λ and the degeneracy share of the pretrained row.
 
 Which text a task file contributes (so labels, ids and scores do not count as task vocabulary):
 
@@ -35,9 +45,10 @@ from tqdm import tqdm
 from defemb.analysis.analyze import vocabulary
 from defemb.analysis.numbers import numeric_tokens
 from defemb.analysis.projection import printable
+from defemb.calibrate import DEGENERATE_SHARE, SPREADS, calibrate, degeneracy
 from defemb.embeddings import EMBEDDING_TABLES, DefinitionEmbeddings, load_embeddings
 from defemb.errors import DefembError, check_text_file, quote
-from defemb.frequency import encoder, parse_method, rank_tokens
+from defemb.frequency import Ranking, encoder, parse_method, rank_tokens
 from defemb.models import LoadedModel, get_table, load_model, save_model, set_table, tying, vocabulary_hash
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
 
@@ -48,6 +59,10 @@ SNIFF_ROWS = 1000
 _BATCH = 2048
 # Articles in summarisation CSVs exceed the csv module's default 128 KiB field limit.
 _FIELD_LIMIT = 2**31 - 1
+SELECTIONS = ("frequency", "degenerate", "both")
+NUMBERS = ("within", "all")
+AUTO = "auto"
+_TASK_IDS: dict[tuple, np.ndarray] = {}
 
 
 @dataclass
@@ -59,8 +74,10 @@ class ReplaceConfig:
     task_data: list[str] = field(default_factory=list, metadata={"help": "task training files (V_task)"})
     alpha: float | None = field(default=None, metadata={"help": "percent of |V| to replace, in (0, 100]"})
     all_tokens: bool = field(default=False, metadata={"help": "replace every token that has a row"})
-    blend: float = field(default=1.0, metadata={"help": "λ: new row = (1−λ)·old + λ·definition row"})
-    numbers: bool = field(default=False, metadata={"help": "also replace every numeric token that has a row"})
+    select: str = field(default="frequency", metadata={"help": "frequency (α / --all) | degenerate | both"})
+    blend: float | str = field(default=1.0, metadata={"help": "λ in [0, 1], or 'auto' (per row, from reliability)"})
+    spread: str = field(default="none", metadata={"help": "none | scale | directions: per-band spread calibration"})
+    numbers: str = field(default="within", metadata={"help": "within (numbers as the selection picks them) | all"})
     ranking: str | None = field(default=None, metadata={"help": "index | wordfreq | corpus:PATH"})
     table: str | None = field(default=None, metadata={"help": "input | encoder | decoder (default: the file's)"})
     trust_remote_code: bool = False
@@ -71,8 +88,16 @@ class ReplaceConfig:
         if self.table is not None and self.table not in EMBEDDING_TABLES:
             choices = ", ".join(EMBEDDING_TABLES)
             raise DefembError(f"--table {quote(self.table)} cannot be replaced; choose one of {choices}")
-        if not 0.0 <= self.blend <= 1.0:  # also rejects NaN
-            raise DefembError(f"--blend must be in [0, 1] (got {self.blend})")
+        self.blend = _blend_value(self.blend)
+        for name, value, choices in (("select", self.select, SELECTIONS), ("spread", self.spread, SPREADS),
+                                     ("numbers", self.numbers, NUMBERS)):
+            if value not in choices:
+                raise DefembError(f"--{name} {quote(str(value))} is not one of {', '.join(choices)}")
+        if self.select == "degenerate":
+            if self.all_tokens or self.alpha is not None:
+                raise DefembError("--select degenerate chooses rows by their neighbours; drop --alpha / --all "
+                                  "(or use --select both)")
+            return
         if self.all_tokens:
             if self.alpha not in (None, 100):
                 raise DefembError(f"--all replaces every token with a row; drop --alpha {self.alpha} (or use 100)")
@@ -87,6 +112,18 @@ class ReplaceConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+def _blend_value(blend: float | str) -> float | str:
+    """A number in [0, 1] or 'auto'; the CLI hands over the text the user typed."""
+    if blend == AUTO:
+        return AUTO
+    try:
+        value = float(blend)
+    except (TypeError, ValueError):
+        raise DefembError(f"--blend {quote(str(blend))} is neither a number in [0, 1] nor 'auto'") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise DefembError(f"--blend must be in [0, 1] or 'auto' (got {blend})")
+    return value
 
 def text_columns(header: list[str], rows: list[list[str]]) -> list[int]:
     """Indices of the text columns of a table (rule in the module docstring)."""
@@ -177,7 +214,19 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def task_token_ids(tokenizer, paths: list[str], limit: int) -> np.ndarray:
-    """Sorted ids (< ``limit``) of every token the tokenizer produces on the task files. # (n,)"""
+    """Sorted ids (< ``limit``) of every token the tokenizer produces on the task files. # (n,)
+
+    Remembered for the process (keyed by vocabulary and each file's size and mtime): tokenizing a large
+    task file takes minutes, and `defemb run` chooses rows twice from the same file.
+    """
+    key = (vocabulary_hash(tokenizer), limit, tuple((str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns)
+                                                     for p in paths))
+    if key not in _TASK_IDS:
+        _TASK_IDS[key] = _tokenize_task(tokenizer, paths, limit)
+    return _TASK_IDS[key].copy()
+
+
+def _tokenize_task(tokenizer, paths: list[str], limit: int) -> np.ndarray:
     seen = np.zeros(limit, dtype=bool)
     encode = encoder(tokenizer)
     # disable=None: a bar on a terminal only, so logs and a failing run's stderr keep to the error line
@@ -214,8 +263,11 @@ def select_ids(order: np.ndarray, row_ids: np.ndarray, task_ids: np.ndarray | No
     return candidates[max(len(candidates) - k, 0) :]
 
 
-def blend_rows(old: np.ndarray, new: np.ndarray, blend: float) -> np.ndarray:
-    """(1−λ)·old + λ·new, exact at λ = 0 and λ = 1. # (n, h)"""
+def blend_rows(old: np.ndarray, new: np.ndarray, blend: float | np.ndarray) -> np.ndarray:
+    """(1−λ)·old + λ·new with one λ or one per row, exact at λ = 0 and λ = 1. # (n, h)"""
+    blend = np.asarray(blend, dtype=np.float64)
+    if blend.ndim == 1:
+        blend = blend[:, None]
     return ((1.0 - blend) * old + blend * new).astype(old.dtype)
 
 
@@ -254,40 +306,112 @@ def _check_match(loaded: LoadedModel, definitions: DefinitionEmbeddings, path: s
         raise DefembError(f"{path}: token id {int(too_large[0])} is beyond the {table} table's {E.shape[0]} rows")
 
 
-def _replaced_tsv(ids: np.ndarray, tokens: list[str], bands: np.ndarray, norm: np.ndarray, cos: np.ndarray) -> str:
-    lines = ["token\tid\tband\tnorm_diff\tcosine"]
-    for i, n, c in zip(ids, norm, cos, strict=True):
-        lines.append(f"{printable(tokens[i])}\t{i}\t{bands[i]}\t{n:.7g}\t{c:.7g}")
+@dataclass
+class Replacement:
+    """What `replace` writes into a table, before it is written."""
+
+    ids: np.ndarray  # (n,) replaced ids, most frequent first
+    old: np.ndarray = field(repr=False)  # (n, h) pretrained rows
+    new: np.ndarray = field(repr=False)  # (n, h) rows written
+    blend: np.ndarray = field(repr=False)  # (n,) λ per row
+    degeneracy: np.ndarray = field(repr=False)  # (n,) share of junk neighbours of the pretrained row
+    ranking: Ranking = field(repr=False)
+    tokens: list[str] = field(repr=False)
+    task_ids: np.ndarray | None = field(repr=False)
+    notes: dict[str, Any] = field(default_factory=dict)  # calibration and selection facts for defemb.json
+
+
+def _selected(config: ReplaceConfig, E: np.ndarray, ranking: Ranking, tokens: list[str], row_ids: np.ndarray,
+              task_ids: np.ndarray | None) -> tuple[np.ndarray, dict[int, float]]:
+    """Ids to replace (ranking order) and the degeneracy of every id measured on the way."""
+    order = ranking.order
+    ids = np.zeros(0, dtype=np.int64)
+    if config.select in ("frequency", "both"):
+        ids = select_ids(order, row_ids, task_ids, None if config.all_tokens else config.alpha)
+    measured: dict[int, float] = {}
+    if config.select in ("degenerate", "both"):
+        pool = order[np.isin(order, row_ids)]
+        if task_ids is not None:
+            pool = pool[np.isin(pool, task_ids)]
+        shares = degeneracy(E, pool, order, tokens)
+        measured = dict(zip(pool.tolist(), shares.tolist(), strict=True))
+        ids = np.union1d(ids, pool[shares >= DEGENERATE_SHARE])
+    if config.numbers == "all":
+        # Number rows are judged by their order among each other: half old, half rebuilt rows scramble it.
+        ids = np.union1d(ids, numeric_tokens(tokens, row_ids)[0])
+    ids = order[np.isin(order, ids)]
+    missing = [int(i) for i in ids if int(i) not in measured]
+    measured.update(zip(missing, degeneracy(E, np.array(missing, dtype=np.int64), order, tokens).tolist(),
+                        strict=True))
+    return ids, measured
+
+
+def _calibrated(config: ReplaceConfig, E: np.ndarray, ranking: Ranking, definitions: DefinitionEmbeddings
+                ) -> tuple[dict[int, int], np.ndarray, np.ndarray, dict[str, Any]]:
+    """Position of every ranked id with a row, its calibrated definition row and its λ (`calibrate`)."""
+    covered = ranking.order[np.isin(ranking.order, definitions.token_ids)]
+    row_of = {int(t): k for k, t in enumerate(definitions.token_ids)}
+    rows = definitions.embeddings[[row_of[int(i)] for i in covered]]  # (m, h)
+    bands = ranking.band_of(E.shape[0])[covered]
+    blend = None if config.blend == AUTO else float(config.blend)
+    rows, blends, notes = calibrate(E[covered], rows, bands, config.spread, blend)
+    return {int(i): k for k, i in enumerate(covered)}, rows, blends, notes
+
+
+def plan(config: ReplaceConfig, loaded: LoadedModel, E: np.ndarray, definitions: DefinitionEmbeddings) -> Replacement:
+    """Choose the rows and compute what is written into them; ``E`` (V, h) is not changed."""
+    ranking = rank_tokens(loaded.tokenizer, E.shape[0], config.ranking, loaded.tokenizer_kind)
+    task_ids = None
+    if config.task_data:
+        task_ids = task_token_ids(loaded.tokenizer, config.task_data, max(len(loaded.tokenizer), E.shape[0]))
+    tokens = vocabulary(loaded, E.shape[0])
+    ids, measured = _selected(config, E, ranking, tokens, definitions.token_ids, task_ids)
+    position, rows, blends, notes = _calibrated(config, E, ranking, definitions)
+    at = [position[int(i)] for i in ids]
+    blend = blends[at]
+    new = blend_rows(E[ids], rows[at], blend)
+    shares = np.array([measured[int(i)] for i in ids])
+    notes["degenerate"] = int((np.array(list(measured.values())) >= DEGENERATE_SHARE).sum())
+    return Replacement(ids, E[ids], new, blend, shares, ranking, tokens, task_ids, notes)
+
+
+def _replaced_tsv(plan_: Replacement, bands: np.ndarray) -> str:
+    norm, cos = row_changes(plan_.old, plan_.new)
+    lines = ["token\tid\tband\tnorm_diff\tcosine\tblend\tdegeneracy"]
+    rows = zip(plan_.ids, norm, cos, plan_.blend, plan_.degeneracy, strict=True)
+    for i, n, c, b, d in rows:
+        lines.append(f"{printable(plan_.tokens[i])}\t{i}\t{bands[i]}\t{n:.7g}\t{c:.7g}\t{b:.4g}\t{d:.2f}")
     return "\n".join(lines) + "\n"
 
 
-def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict:
-    """Write a checkpoint whose chosen table has definition rows blended in; returns the summary (defemb.json)."""
-    check_writable(out, force)
+def _load(config: ReplaceConfig) -> tuple[LoadedModel, DefinitionEmbeddings, np.ndarray, str]:
     _check_inputs(config)
     definitions = load_embeddings(config.embeddings)
     table = config.table or definitions.metadata["table"]
     loaded = load_model(config.model, trust_remote_code=config.trust_remote_code)
     E = get_table(loaded.model, table)  # (V, h)
     _check_match(loaded, definitions, config.embeddings, E, table)
-    ranking = rank_tokens(loaded.tokenizer, E.shape[0], config.ranking, loaded.tokenizer_kind)
-    task_ids = None
-    if config.task_data:
-        task_ids = task_token_ids(loaded.tokenizer, config.task_data, max(len(loaded.tokenizer), E.shape[0]))
-    alpha = None if config.all_tokens else config.alpha
-    ids = select_ids(ranking.order, definitions.token_ids, task_ids, alpha)
-    if config.numbers:
-        # Number rows are judged by their order among each other: half old, half rebuilt rows scramble it.
-        numeric, _ = numeric_tokens(vocabulary(loaded, E.shape[0]), definitions.token_ids)
-        ids = ranking.order[np.isin(ranking.order, np.union1d(ids, numeric))]
+    return loaded, definitions, E, table
 
-    row_of = {int(t): k for k, t in enumerate(definitions.token_ids)}
-    old = E[ids]  # (n, h)
-    new = blend_rows(old, definitions.embeddings[[row_of[int(i)] for i in ids]], config.blend)
-    E[ids] = new
+
+def replaced_table(config: ReplaceConfig) -> tuple[np.ndarray, Replacement]:
+    """The table `replace` would write (nothing is written), with the plan that made it. # (V, h)"""
+    loaded, definitions, E, _ = _load(config)
+    result = plan(config, loaded, E, definitions)
+    E = E.copy()
+    E[result.ids] = result.new
+    return E, result
+
+
+def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict:
+    """Write a checkpoint whose chosen table has definition rows blended in; returns the summary (defemb.json)."""
+    check_writable(out, force)
+    loaded, definitions, E, table = _load(config)
+    result = plan(config, loaded, E, definitions)
+    E[result.ids] = result.new
     set_table(loaded.model, E, table)  # in place, so a tied output head (or shared table) follows
-    norm_diff, cosine = row_changes(old, new)
 
+    ranking, task_ids = result.ranking, result.task_ids
     in_task = ranking.order if task_ids is None else ranking.order[np.isin(ranking.order, task_ids)]
     summary = {
         "source_model": loaded.name,
@@ -299,15 +423,19 @@ def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict
         "task_tokens": None if task_ids is None else len(in_task),
         "rows": len(definitions),
         "candidates": int(np.isin(in_task, definitions.token_ids).sum()),
-        "replaced": len(ids),
-        "alpha": alpha,
+        "replaced": len(result.ids),
+        "alpha": None if config.all_tokens or config.select == "degenerate" else config.alpha,
         "all": config.all_tokens,
+        "select": config.select,
         "numbers": config.numbers,
+        "spread": config.spread,
         "blend": config.blend,
+        "blend_mean": float(result.blend.mean()) if len(result.ids) else None,
+        **result.notes,
         "tying": tying(loaded.model),
         "config": config.to_dict(),
     }
-    tsv = _replaced_tsv(ids, vocabulary(loaded, E.shape[0]), ranking.band_of(E.shape[0]), norm_diff, cosine)
+    tsv = _replaced_tsv(result, ranking.band_of(E.shape[0]))
     with atomic_dir(out, force) as tmp:
         save_model(loaded, tmp)
         write_text_atomic(tmp / "replaced.tsv", tsv)

@@ -12,12 +12,16 @@ def cmd_replace(args: argparse.Namespace) -> None:
 
     config = ReplaceConfig(
         args.model, args.embeddings, task_data=args.task_data or [], alpha=args.alpha, all_tokens=args.all_tokens,
-        blend=args.blend, numbers=args.numbers, ranking=args.ranking, table=args.table,
-        trust_remote_code=args.trust_remote_code,
+        select=args.select, blend=args.blend, spread=args.spread, numbers=args.numbers, ranking=args.ranking,
+        table=args.table, trust_remote_code=args.trust_remote_code,
     )
     summary = replace(config, args.out, args.force)
+    blend = summary["blend"]
+    if blend == "auto" and summary["blend_mean"] is not None:
+        blend = f"auto, mean {summary['blend_mean']:.3f}"
     print(f"replaced {summary['replaced']} rows of the {summary['table']} table "
-          f"({summary['candidates']} candidates with a definition row, blend {summary['blend']}) -> {args.out}")
+          f"({summary['candidates']} candidates with a definition row, blend {blend}, spread {summary['spread']}) "
+          f"-> {args.out}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -64,9 +68,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, help="replace the rarest task tokens, up to this percent of the vocabulary")
     p.add_argument("--task-data", nargs="+", help="task training files: .tsv/.csv (text columns), .jsonl, text")
     p.add_argument("--all", dest="all_tokens", action="store_true", help="replace every token that has a row")
-    p.add_argument("--blend", type=float, default=1.0, help="λ: new = (1-λ)·old + λ·definition (default 1)")
-    p.add_argument("--numbers", action="store_true",
-                   help="also replace every numeric token with a row, so number rows stay one consistent set")
+    p.add_argument("--select", default="frequency", choices=["frequency", "degenerate", "both"],
+                   help="rows to replace: the rarest (--alpha/--all, the paper), those whose pretrained neighbours "
+                   "are placeholder slots or another script (degenerate), or both")
+    p.add_argument("--blend", default="1", help="λ: new = (1-λ)·old + λ·definition (default 1), or 'auto': λ per "
+                   "row from how much more the row disagrees with its prediction than frequent rows do")
+    p.add_argument("--spread", default="none", choices=["none", "scale", "directions"],
+                   help="restore per band the spread of the pretrained rows that regression shrinks: one factor "
+                   "(scale) or per principal direction (directions)")
+    p.add_argument("--numbers", nargs="?", const="all", default="within", choices=["within", "all"],
+                   help="numbers where the selection picks them (within, default) or every numeric token with a "
+                   "row as one set (all; bare --numbers)")
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH (default by tokenizer type)")
     p.add_argument("--table", help="input | encoder | decoder (default: the embeddings file's table)")
     p.add_argument("--out", required=True, help="directory for the new checkpoint, replaced.tsv and defemb.json")

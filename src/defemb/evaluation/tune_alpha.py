@@ -158,8 +158,8 @@ def tune_alpha(config: TuneAlphaConfig, out: str | Path, force: bool = False) ->
         folder = out / "models" / label
         if not (folder / "defemb.json").is_file():
             settings = ReplaceConfig(model=config.model, embeddings=config.embeddings, alpha=alpha, blend=blend,
-                                     numbers=config.numbers, task_data=[str(task.files["train"])],
-                                     trust_remote_code=config.trust_remote_code)
+                                     numbers="all" if config.numbers else "within",
+                                     task_data=[str(task.files["train"])], trust_remote_code=config.trust_remote_code)
             replace(settings, out=folder, force=folder.exists())
         replaced[label] = json.loads((folder / "defemb.json").read_text(encoding="utf-8"))["replaced"]
         specs.append(ModelSpec(label, str(folder)))
