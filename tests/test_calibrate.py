@@ -147,8 +147,9 @@ def slow_degeneracy(E: np.ndarray, query: int, candidates: list[int], tokens: li
     cosine = {j: float(E[query] @ E[j] / np.linalg.norm(E[query]) / np.linalg.norm(E[j]))
               for j in candidates if j != query}
     nearest = sorted(cosine, key=lambda j: -cosine[j])[:k]
-    junk = [tokens[j].startswith("[unused") or token_script(tokens[j]) != token_script(tokens[query])
-            for j in nearest]
+    scripts = [(token_script(tokens[query]), token_script(tokens[j])) for j in nearest]
+    junk = [tokens[j].startswith("[unused") or ("digits" not in pair and pair[0] != pair[1])
+            for j, pair in zip(nearest, scripts, strict=True)]
     return sum(junk) / k
 
 
@@ -156,14 +157,17 @@ def test_degeneracy_counts_placeholder_and_foreign_neighbours():
     rng = np.random.default_rng(4)
     words = [f"word{chr(97 + i % 26)}{i}" for i in range(40)]
     junk = [f"[unused{i}]" for i in range(6)] + ["##辶", "##₍", "ᅴ", "молоко"]
-    tokens = ["acheron", "stifled", *words, *junk]
+    tokens = ["acheron", "stifled", *words, *junk, "1000", "thousand"]
     E = rng.normal(size=(len(tokens), 16)).astype(np.float32)
     junk_ids = np.arange(2 + len(words), len(tokens))
     E[junk_ids[:7]] = E[0] + 0.1 * rng.normal(size=(7, 16)).astype(np.float32)  # acheron among 7 junk rows
     E[2:12] = E[1] + 0.1 * rng.normal(size=(10, 16)).astype(np.float32)  # stifled among words
+    E[-1] = E[-2] + 0.01  # thousand next to 1000: not foreign
     candidates = np.arange(len(tokens))
     shares = degeneracy(E, np.array([0, 1]), candidates, tokens)
     assert shares[0] >= 0.7 and shares[1] <= 0.2
+    nearest_of_thousand = degeneracy(E, np.array([len(tokens) - 1]), np.array([len(tokens) - 2, 2]), tokens, k=1)
+    assert nearest_of_thousand[0] == 0.0
     queries = np.arange(len(tokens))
     expected = [slow_degeneracy(E, int(q), candidates.tolist(), tokens, DEGENERATE_K) for q in queries]
     np.testing.assert_allclose(degeneracy(E, queries, candidates, tokens), expected)

@@ -392,13 +392,13 @@ def test_select_degenerate_replaces_rows_whose_neighbours_are_foreign(tiny_model
     loaded = load_model(str(source))
     E = get_table(loaded.model)
     vocab = tokenizer.get_vocab()
-    symbols = sorted(i for t, i in vocab.items() if not any(c.isalpha() for c in t))  # digits, punctuation
+    symbols = sorted(i for t, i in vocab.items() if not any(c.isalnum() for c in t))  # punctuation
     words = [vocab[w] for w in ("park", "river", "library") if w in vocab]
-    assert len(symbols) >= 12 and len(words) == 3
+    assert len(symbols) >= 8 and len(words) == 3
     rng = np.random.default_rng(7)
     for w in words:  # planted: each of these words sits in a cluster of such rows
         E[w] = E[symbols[0]] + 0.002 * rng.normal(size=E.shape[1]).astype(np.float32)
-    E[symbols[:12]] = E[symbols[0]] + 0.002 * rng.normal(size=(12, E.shape[1])).astype(np.float32)
+    E[symbols] = E[symbols[0]] + 0.002 * rng.normal(size=(len(symbols), E.shape[1])).astype(np.float32)
     set_table(loaded.model, E)
     save_model(loaded, source)
     row_ids = list(range(5, 500))
@@ -431,7 +431,8 @@ def test_select_degenerate_replaces_rows_whose_neighbours_are_foreign(tiny_model
 
 
 def slow_share(E, query, order, tokens, k=10) -> float:
-    """Share of the k nearest (cosine) ranked rows that are placeholders or of another script, in plain Python."""
+    """Share of the k nearest (cosine) ranked rows that are placeholders or of another script (digits belong to
+    every script), in plain Python."""
     def script(token):
         letters = [c for c in token.removeprefix("##") if c.isalpha()]
         if letters:
@@ -440,7 +441,9 @@ def slow_share(E, query, order, tokens, k=10) -> float:
 
     unit = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)  # the padding row is zero
     others = sorted((int(j) for j in order if int(j) != query), key=lambda j: -float(unit[query] @ unit[j]))[:k]
-    return sum(tokens[j].startswith("[unused") or script(tokens[j]) != script(tokens[query]) for j in others) / k
+    pairs = [(script(tokens[query]), script(tokens[j])) for j in others]
+    return sum(tokens[j].startswith("[unused") or ("digits" not in pair and pair[0] != pair[1])
+               for j, pair in zip(others, pairs, strict=True)) / k
 
 
 def test_new_options_reject_bad_values(tiny_model_dir, tmp_path, capsys):

@@ -31,7 +31,8 @@ is half replaced; one that disagrees far more (a degenerate row) is replaced (λ
 **Degeneracy** (`degeneracy`, ``--select degenerate``): the share of a row's `DEGENERATE_K` nearest
 pretrained neighbours (cosine, among the ranked tokens) that are placeholder slots (``[unused12]``,
 ``<unused3>``, ``<extra_id_0>``) or of another script than the token itself (script = the Unicode
-script of its first letter; tokens without letters are ``digits`` or ``symbols``). A row is
+script of its first letter; tokens without letters are ``digits`` or ``symbols``; digits belong to
+every script, so "thousand" next to "1000" is not degenerate). A row is
 degenerate when that share is at least `DEGENERATE_SHARE`: its neighbours say nothing about it,
 whatever its frequency ("acheron" next to ``[unused217]``, ``##辶``, ``##₍``).
 """
@@ -189,8 +190,11 @@ def degeneracy(E: np.ndarray, queries: np.ndarray, candidates: np.ndarray, token
             scripts[i] = token_script(tokens[i])
         return scripts[i]
 
+    def foreign(q: int, j: int) -> bool:
+        return "digits" not in (script(q), script(j)) and script(q) != script(j)  # digits: every script's
+
     junk = [
-        [is_placeholder(tokens[j]) or script(int(j)) != script(int(q)) for j in row]
+        [is_placeholder(tokens[j]) or foreign(int(q), int(j)) for j in row]
         for q, row in zip(queries, neighbours, strict=True)
     ]
     return np.asarray(junk, dtype=np.float64).mean(axis=1)
