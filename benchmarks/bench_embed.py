@@ -2,9 +2,9 @@
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_embed.py --run runs/train --corpus runs/corpus [--naive 200]
 
-For encoder-only models (the naive loop builds single-mask inputs): the naive loop runs the same
-examples one by one (no batching, no length buckets) on the first ``--naive`` tokens and is
-extrapolated linearly to all of them (each costs about the same).
+The naive loop runs embed's own examples (one per prompt for encoders, one per form for decoders) one by one
+(no batching, no length buckets) for the first ``--naive`` tokens and is extrapolated linearly to all of
+them (each costs about the same).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from defemb.method.data import load_records, vocabulary_limit
-from defemb.method.embed import _single_mask, assign, embed, load_run
+from defemb.method.embed import assign, embed, examples, load_run
 from defemb.method.masking import Vocabulary
 from defemb.method.model import collate
 
@@ -37,11 +37,13 @@ def main() -> None:
     limit = vocabulary_limit(loaded)
     records = load_records(args.corpus, "train", limit) + load_records(args.corpus, "valid", limit)
     vocab = Vocabulary.for_model(loaded)
-    sources = list(assign(records, model.kind, 1).values())[: args.naive]
+    tokens = loaded.tokenizer.convert_ids_to_tokens(list(range(limit)))
+    sources = list(assign(records, tokens, 1).values())[: args.naive]
+    items = examples(records, model.kind, {(r, p) for (r, _, p), *_ in sources}, vocab)
     started = time.perf_counter()
     with torch.no_grad():
-        for (r, _, p), *_ in sources:
-            model(collate([_single_mask(records[r], p, vocab)], vocab.pad_id))
+        for example, _ in items:
+            model(collate([example], vocab.pad_id))
     naive = (time.perf_counter() - started) / len(sources) * result["rows"]
     print("| method | rows | wall s | rows/s | naive ÷ ours |")
     print("|---|---|---|---|---|")

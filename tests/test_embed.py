@@ -73,22 +73,35 @@ def test_empty_corpus_and_max_prompts_below_one_are_one_line_errors(runs, corpor
     assert not any(out.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["e.safetensors", "empty"]
 
 
+def _hidden(record: dict) -> set[int]:
+    """Every marked position and every other copy of the word's tokens, computed independently."""
+    marked = {p for group in record["word_positions"] for p in group}
+    own = {record["input_ids"][p] for p in marked}
+    return {p for p, token in enumerate(record["input_ids"]) if token in own}
+
+
+def _tokens(run: Path) -> list[str]:
+    tokenizer = load_run(run)[1].tokenizer
+    return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+
+
 @torch.no_grad()
 def _masked_row(model, tokenizer, record: dict, position: int) -> np.ndarray:
-    """Encoder: the row read at ``position`` with that token replaced by the mask token, built by hand."""
+    """Encoder: the row read at ``position`` with every occurrence and copy of the word masked, built by hand."""
     ids = list(record["input_ids"])
-    ids[position] = tokenizer.mask_token_id
+    for p in _hidden(record):
+        ids[p] = tokenizer.mask_token_id
     state = model.body.base_model(input_ids=torch.tensor([ids])).last_hidden_state[0, position]
     return model.head(state).numpy()
 
 
-def test_mean_averages_single_masked_predictions_and_first_keeps_the_first(runs, corpora, tmp_path):
+def test_mean_averages_the_prompts_predictions_and_first_keeps_the_first(runs, corpora, tmp_path):
     run, corpus = runs("bert"), corpora("bert")
     model, loaded, _ = load_run(run)
     records = _records(run, corpus)
     means = _embed(run, corpus, tmp_path / "mean.safetensors", aggregate="mean", max_prompts=3)
     firsts = _embed(run, corpus, tmp_path / "first.safetensors", aggregate="first")
-    sources = assign(records, "encoder", 3)
+    sources = assign(records, _tokens(run), 3)
     assert sorted(means) == sorted(firsts) == sorted(sources) and any(len(s) > 1 for s in sources.values())
     for token, found in sources.items():
         assert all(records[r]["input_ids"][p] == token for r, _, p in found)
@@ -110,6 +123,44 @@ def test_every_read_position_holds_the_mask_token(runs, corpora, tmp_path, monke
     _, loaded, _ = load_run(runs("bert"))
     _embed(runs("bert"), corpora("bert"), tmp_path / "e.safetensors")
     assert seen and all(bool((ids == loaded.tokenizer.mask_token_id).all()) for ids in seen)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_no_copy_of_a_target_token_is_in_view(runs, corpora, tmp_path, monkeypatch, family):
+    """Nothing of the word is left in the input that predicts it: not another occurrence, not another copy."""
+    leaks, reads = [], []
+    collate = embed_module.collate
+
+    def spying(examples, pad_id):
+        for example in examples:
+            reads.append(len(example.targets))
+            visible = set(example.input_ids) if family == "bert" else set(example.input_ids[: example.positions[0] + 1])
+            leaks.extend(t for t in example.targets if t in visible)
+        return collate(examples, pad_id)
+
+    monkeypatch.setattr(embed_module, "collate", spying)
+    _embed(runs(family), corpora(family), tmp_path / "e.safetensors")
+    assert sum(reads) > 20 and leaks == []
+
+
+def test_prompts_of_the_tokens_own_headword_and_number_definitions_come_first():
+    tokens = ["[PAD]", "wolf", "7", "aard", "##wolf"]
+    records = [
+        {"word": "aard-wolf", "location": "gcide:a", "input_ids": [3, 1], "word_positions": [[0, 1]]},
+        {"word": "24/7", "location": "gcide:b", "input_ids": [2], "word_positions": [[0]]},
+        {"word": "7", "location": "gcide:c", "input_ids": [2], "word_positions": [[0]]},
+        {"word": "wolf", "location": "gcide:d", "input_ids": [1], "word_positions": [[0]]},
+        {"word": "7", "location": "numbers:7", "input_ids": [2], "word_positions": [[0]]},
+        {"word": "Wolf", "location": "gcide:e", "input_ids": [1, 1], "word_positions": [[0], [1]]},
+    ]
+    sources = assign(records, tokens, 3)
+    assert [r for r, _, _ in sources[1]] == [3, 5, 0]  # wolf: its headwords (any case), then the compound
+    assert sources[1][1] == (5, 0, 0)  # one source per prompt: the first occurrence
+    assert [r for r, _, _ in sources[2]] == [4, 2, 1]  # 7: the number definition, the headword, then 24/7
+    assert [r for r, _, _ in assign(records, tokens, 1)[3]] == [0]  # no headword of its own: the compound
+
+
+
 
 
 @torch.no_grad()
@@ -139,15 +190,16 @@ def _seq2seq_row(model, loaded, record: dict, position: int) -> np.ndarray:
 
 @torch.no_grad()
 def _decoder_row(model, loaded, record: dict, position: int) -> np.ndarray:
-    """Definition first without any occurrence of the word, then the word's last occurrence; the state
-    before each word token gives its row."""
+    """Definition first without any occurrence or copy of the word, then the form that holds ``position``; the
+    state before each word token gives its row."""
     ids, groups = record["input_ids"], record["word_positions"]
     assert loaded.tokenizer("a")["input_ids"] == loaded.tokenizer("a", add_special_tokens=False)["input_ids"]
-    in_word = {p for group in groups for p in group}
-    context = [token for p, token in enumerate(ids) if p not in in_word]
-    sequence = context + [ids[q] for q in groups[-1]]
+    (form,) = [group for group in groups if position in group]
+    hidden = _hidden(record)
+    context = [token for p, token in enumerate(ids) if p not in hidden]
+    sequence = context + [ids[q] for q in form]
     state = model.body.base_model(input_ids=torch.tensor([sequence])).last_hidden_state[0]
-    return model.head(state[len(context) - 1 + groups[-1].index(position)]).numpy()
+    return model.head(state[len(context) - 1 + form.index(position)]).numpy()
 
 
 @pytest.mark.parametrize("family, kind, expected_row", [("t5", "encoder-decoder", _seq2seq_row),
@@ -157,8 +209,11 @@ def test_each_row_comes_from_the_state_that_predicts_its_token(runs, corpora, tm
     model, loaded, _ = load_run(run)
     records = _records(run, corpus)
     rows = _embed(run, corpus, tmp_path / "e.safetensors")
-    sources = assign(records, kind, 1)
+    sources = assign(records, _tokens(run), 1)
     assert sorted(rows) == sorted(sources) and len(rows) > 5
+    # every marked form is a target: a token that only occurs in a prompt's first form still gets a row
+    firsts = {records[r]["input_ids"][p] for r, record in enumerate(records) for p in record["word_positions"][0]}
+    assert firsts <= set(rows)
     for token, [(r, _, p)] in sources.items():
         assert records[r]["input_ids"][p] == token
         np.testing.assert_allclose(rows[token], expected_row(model, loaded, records[r], p), rtol=1e-4, atol=1e-5,

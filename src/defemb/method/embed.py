@@ -1,10 +1,13 @@
 """`defemb embed`: a definition row for every vocabulary token that occurs in some prompt (METHOD §8).
 
-Encoder-only models read one masked token at a time (the others, including the rest of the word, stay
-visible), as the paper does. Encoder-decoders and decoders read the word the way they were trained
-(every occurrence replaced by a sentinel, or the word moved after the definition) and give rows for
-all of its tokens in one pass. ``aggregate="first"`` keeps the first prompt that covers a token (the
-authors' choice); ``"mean"`` averages over up to ``max_prompts`` prompts.
+Each prompt is read the way training read it, with nothing of the word left in view: encoders see every
+occurrence of the word (and every other copy of its tokens) masked — the authors masked one token and left
+the other copies visible — and give rows for all its tokens in one pass; encoder-decoders replace each
+occurrence by a sentinel; decoders read the definition and then one form of the word, one pass per form.
+
+Which prompts: a token's own headword first (for a numeric token, its number definition), then the rest in
+corpus order, so "wolf" is read from *wolf*, not from *aard-wolf*, and "7" from "seven; a one-digit number".
+``aggregate="first"`` keeps the first prompt in that order; ``"mean"`` averages over up to ``max_prompts``.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from tqdm import tqdm
 from defemb.embeddings import save_embeddings
 from defemb.errors import DefembError
 from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
-from defemb.method.masking import STRATEGIES, Example, Vocabulary
+from defemb.method.masking import STRATEGIES, Example, Vocabulary, definition_first, mask_encoder
 from defemb.method.model import DefinitionEMB, collate
 from defemb.method.train import reading
 from defemb.models import load_model, vocabulary_hash
 from defemb.outputs import check_writable
+from defemb.tokens import integer_value, surface
 
 
 def load_run(run_dir: str | Path) -> tuple[DefinitionEMB, object, dict]:
@@ -45,29 +49,41 @@ def load_run(run_dir: str | Path) -> tuple[DefinitionEMB, object, dict]:
     return model, loaded, config
 
 
-def predictable(record: dict, kind: str) -> list[tuple[int, int]]:
-    """(group, position) pairs whose token this architecture predicts from this record."""
-    groups = record["word_positions"]
-    chosen = range(len(groups)) if kind != "decoder" else [len(groups) - 1]
-    return [(g, p) for g in chosen for p in groups[g]]
+def predictable(record: dict) -> list[tuple[int, int]]:
+    """(group, position) of every marked token: every form of the word is a target, in every architecture."""
+    return [(g, p) for g, group in enumerate(record["word_positions"]) for p in group]
 
 
-def assign(records: list[dict], kind: str, max_prompts: int) -> dict[int, list[tuple[int, int, int]]]:
-    """token id -> up to ``max_prompts`` (record, group, position) sources, in corpus order."""
-    sources: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+def preference(record: dict, token: str) -> int:
+    """0: the number definition of a numeric token; 1: the token's own headword; 2: any other prompt."""
+    text = surface(token)
+    if integer_value(token) is not None and record.get("location", "").startswith("numbers:"):
+        return 0
+    return 1 if text and text.casefold() == record["word"].casefold() else 2
+
+
+def assign(records: list[dict], tokens: list[str], max_prompts: int) -> dict[int, list[tuple[int, int, int]]]:
+    """token id -> up to ``max_prompts`` (record, group, position) sources: preferred prompts first (see
+    `preference`), then corpus order; one source per prompt."""
+    candidates: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     for r, record in enumerate(records):
-        for g, p in predictable(record, kind):
+        for g, p in predictable(record):
             token = record["input_ids"][p]
-            if len(sources[token]) < max_prompts and all(src[0] != r for src in sources[token]):
-                sources[token].append((r, g, p))
-    return sources
+            if not candidates[token] or candidates[token][-1][1] != r:
+                candidates[token].append((preference(record, tokens[token]), r, g, p))
+    return {token: [src[1:] for src in sorted(found)[:max_prompts]] for token, found in candidates.items()}
 
 
-def _single_mask(record: dict, position: int, vocab: Vocabulary) -> Example:
-    ids = list(record["input_ids"])
-    target = ids[position]
-    ids[position] = vocab.mask_id
-    return Example(ids, [position], [target])
+def examples(records: list[dict], kind: str, wanted: set[tuple[int, int]], vocab: Vocabulary
+             ) -> list[tuple[Example, list[tuple[int, int]]]]:
+    """The model inputs that read the ``wanted`` (record, position) pairs, each with the pairs it reads in order."""
+    chosen = sorted({r for r, _ in wanted})
+    if kind == "decoder":
+        return [(definition_first(records[r], vocab, group=g), [(r, p) for p in group])
+                for r in chosen for g, group in enumerate(records[r]["word_positions"])
+                if any((r, p) in wanted for p in group)]
+    strategy = mask_encoder if kind == "encoder" else STRATEGIES[kind]
+    return [(strategy(records[r], vocab, None), [(r, p) for _, p in predictable(records[r])]) for r in chosen]
 
 
 @torch.no_grad()
@@ -87,17 +103,10 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
     if not records:
         raise DefembError(f"corpus '{corpus}' has no records (train.jsonl and valid.jsonl are empty): nothing to embed")
     vocab = Vocabulary.for_model(loaded)
-    sources = assign(records, model.kind, 1 if aggregate == "first" else max_prompts)
+    tokens = loaded.tokenizer.convert_ids_to_tokens(list(range(limit)))
+    sources = assign(records, tokens, 1 if aggregate == "first" else max_prompts)
     wanted = {(r, p): token for token, srcs in sources.items() for r, _, p in srcs}
-    if model.kind == "encoder":
-        items = [(_single_mask(records[r], p, vocab), [(r, p)]) for (r, p) in wanted]
-    else:
-        strategy = STRATEGIES[model.kind]
-        items = []
-        for r in sorted({r for r, _ in wanted}):
-            example = strategy(records[r], vocab, None)
-            flat = [(r, p) for _, p in predictable(records[r], model.kind)]
-            items.append((example, flat))
+    items = examples(records, model.kind, set(wanted), vocab)
     sums: dict[int, torch.Tensor] = {}
     counts: dict[int, int] = defaultdict(int)
     lengths = np.array([len(example.input_ids) for example, _ in items])

@@ -57,8 +57,23 @@ class Vocabulary:
                    trailing, pad_id)
 
 
+def copies(record: dict) -> set[int]:
+    """Positions outside the marked word spans whose token is one of the word's own tokens.
+
+    A prompt can hold the word's token elsewhere ("park" in the definition of "parks", a piece inside a
+    compound): left visible, the model copies it instead of reading the definition, so training and
+    embedding hide these copies too (METHOD §8).
+    """
+    ids = record["input_ids"]
+    marked = {p for group in record["word_positions"] for p in group}
+    own = {ids[p] for p in marked}
+    return {p for p, token in enumerate(ids) if token in own and p not in marked}
+
+
 def corrupt_encoder(record: dict, vocab: Vocabulary, generator: torch.Generator) -> Example:
-    """Encoder-only: corrupt every token of every occurrence; predict each at its own position."""
+    """Encoder-only: corrupt every token of every occurrence; predict each at its own position.
+
+    Other copies of the word's tokens are always masked (never targets)."""
     if vocab.mask_id is None:
         raise ValueError("the tokenizer has no mask token; encoder-only training needs one")
     ids = list(record["input_ids"])
@@ -71,6 +86,21 @@ def corrupt_encoder(record: dict, vocab: Vocabulary, generator: torch.Generator)
             ids[p] = vocab.mask_id
         elif draw < MASK_SHARE + RANDOM_SHARE:
             ids[p] = random_id if random_id not in vocab.special_ids else vocab.mask_id
+    for p in copies(record):
+        ids[p] = vocab.mask_id
+    return Example(ids, positions, targets)
+
+
+def mask_encoder(record: dict, vocab: Vocabulary, generator: torch.Generator | None = None) -> Example:
+    """Encoder-only, for `embed`: every occurrence of the word and every copy of its tokens masked, each marked
+    position read — the masked case of training, with nothing of the word left in view."""
+    if vocab.mask_id is None:
+        raise ValueError("the tokenizer has no mask token; encoder-only models need one")
+    ids = list(record["input_ids"])
+    positions = [p for group in record["word_positions"] for p in group]
+    targets = [ids[p] for p in positions]
+    for p in [*positions, *copies(record)]:
+        ids[p] = vocab.mask_id
     return Example(ids, positions, targets)
 
 
@@ -104,15 +134,24 @@ def sentinel_seq2seq(record: dict, vocab: Vocabulary, generator: torch.Generator
     return Example(encoder_ids, positions, [labels[t] for t in positions], decoder_input_ids)
 
 
-def definition_first(record: dict, vocab: Vocabulary, generator: torch.Generator | None = None) -> Example:
-    """Decoder-only: the prompt without the word, then the word; each word token is predicted from the
-    state before it (its position minus one)."""
+def definition_first(record: dict, vocab: Vocabulary, generator: torch.Generator | None = None,
+                     group: int | None = None) -> Example:
+    """Decoder-only: the prompt without the word, then one form of the word; each of its tokens is predicted from
+    the state before it (its position minus one).
+
+    Every marked form is a target: ``group`` picks one; otherwise training draws one with ``generator`` (so over
+    the epochs each form of each prompt is trained) and without a generator the last is used. The context
+    hides every occurrence of every form (and other copies of their tokens): reading one form while predicting
+    another would let the model copy the pretrained row instead of reading the definition.
+    """
     ids = record["input_ids"]
     groups = record["word_positions"]
-    skip = {p for group in groups for p in group}
+    if group is None:
+        group = int(torch.randint(len(groups), (1,), generator=generator)) if generator is not None else len(groups) - 1
+    skip = {p for g in groups for p in g} | copies(record)
     end = len(ids) - vocab.trailing_specials
     context = [token for p, token in enumerate(ids[:end]) if p not in skip]
-    word = [ids[p] for p in groups[-1]]  # the last occurrence: the word-initial form for byte-level BPE
+    word = [ids[p] for p in groups[group]]
     sequence = context + word
     positions = list(range(len(context) - 1, len(sequence) - 1))
     return Example(sequence, positions, word)
