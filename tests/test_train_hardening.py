@@ -76,6 +76,25 @@ def test_an_interrupted_run_is_never_finished_and_says_what_to_do(tiny_model_dir
     assert "finished run: nothing to resume" in capsys.readouterr().err
 
 
+def test_ctrl_c_says_where_the_run_is_kept_and_how_to_continue(tiny_model_dir, corpora, tmp_path, monkeypatch,
+                                                              capsys):
+    out = tmp_path / "run"
+    update = train_module.Trainer._update
+
+    def interrupted(self, model, plan):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return update(self, model, plan)
+
+    monkeypatch.setattr(train_module.Trainer, "_update", interrupted)
+    assert main(_train_args(tiny_model_dir("bert"), corpora("bert"), out)) == 130
+    err = capsys.readouterr().err
+    assert "no output was written" not in err and f"kept in '{tmp_path / 'run.partial'}'" in err
+    assert "last checkpoint at step 2" in err and f"defemb train --resume {out}" in err
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out)]) == 0
+
+
 def test_force_starts_an_interrupted_run_over(tiny_model_dir, corpora, tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = _train_args(tiny_model_dir("bert"), corpora("bert"), out)

@@ -372,7 +372,19 @@ def train(config: TrainConfig, run_dir: str | Path, force: bool = False) -> dict
         write_json_atomic(partial / "config.json", resolved)
     if trainer.world > 1:
         torch.distributed.barrier()  # the other ranks write nothing but wait for the directory
-    return trainer.train()
+    return _run(trainer, out)
+
+
+def _run(trainer: Trainer, out: Path) -> dict:
+    """Train; on Ctrl-C say where the work is kept and how to continue it (the CLI prints the note)."""
+    try:
+        return trainer.train()
+    except KeyboardInterrupt as exc:
+        step = _checkpoint_step(out)
+        kept = "no checkpoint yet" if step is None else f"last checkpoint at step {step}"
+        exc.add_note(f"the run is kept in '{partial_dir(out)}' ({kept}); continue it with "
+                     f"`defemb train --resume {out}`, or start over with --force")
+        raise
 
 
 def _checkpoint_step(out: Path) -> int | None:
@@ -402,4 +414,4 @@ def resume(run_dir: str | Path) -> dict:
         trainer.load_checkpoint()
     else:
         (partial / "metrics.jsonl").unlink(missing_ok=True)  # nothing was kept: start over cleanly
-    return trainer.train()
+    return _run(trainer, out)
