@@ -371,6 +371,7 @@ def plan(config: ReplaceConfig, loaded: LoadedModel, E: np.ndarray, definitions:
     blend = blends[at]
     new = blend_rows(E[ids], rows[at], blend)
     shares = np.array([measured[int(i)] for i in ids])
+    # rows found degenerate among those measured: the candidates with --select degenerate|both, else the replaced
     notes["degenerate"] = int((np.array(list(measured.values())) >= DEGENERATE_SHARE).sum())
     return Replacement(ids, E[ids], new, blend, shares, ranking, tokens, task_ids, notes)
 
