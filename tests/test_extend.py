@@ -55,10 +55,12 @@ def expected_row(run, word: str, definition: str) -> np.ndarray:
     (encoder-decoder), after the definition with the word left out (decoder). # (h,)"""
     loaded = load_model(str(run / "model"))
     W = load_file(run / "head.safetensors")["weight"]  # (h_e, h_s)
-    tok = Tokenizing.load(str(run / "model"), 256)
+    tok = Tokenizing.load(str(run / "model"), 128)
     record = make_records([Entry(word, "noun", definition, "test", "test:1")], tok, SkipLog())[0]
     ids, groups = record["input_ids"], record["word_positions"]
     word_positions = {p for g in groups for p in g}
+    own = {ids[p] for p in word_positions}
+    copied = {p for p, t in enumerate(ids) if t in own and p not in word_positions}  # hidden, as in training
     kind, tokenizer = loaded.kind, loaded.tokenizer
     with torch.no_grad():
         if kind == "encoder":
@@ -68,11 +70,13 @@ def expected_row(run, word: str, definition: str) -> np.ndarray:
                 if starts:
                     at = len(keep) if at is None else at
                     keep.append(tokenizer.mask_token_id)
+                elif p in copied:
+                    keep.append(tokenizer.mask_token_id)
                 elif p not in word_positions:
                     keep.append(t)
             state = loaded.model.base_model(input_ids=torch.tensor([keep])).last_hidden_state[0, at]
         elif kind == "decoder":
-            context = [t for p, t in enumerate(ids) if p not in word_positions]
+            context = [t for p, t in enumerate(ids) if p not in word_positions | copied]
             state = loaded.model.base_model(input_ids=torch.tensor([context])).last_hidden_state[0, -1]
         else:
             sentinel = [tokenizer.convert_tokens_to_ids(f"<extra_id_{k}>") for k in range(len(groups))]

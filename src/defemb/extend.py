@@ -44,6 +44,7 @@ from transformers.utils import logging as hf_logging
 
 from defemb.analysis.neighbours import nearest_neighbours
 from defemb.analysis.projection import printable
+from defemb.config import CorpusConfig
 from defemb.corpus.build import Tokenizing, make_records
 from defemb.dictionaries import Entry, SkipLog, read_source
 from defemb.embeddings import EMBEDDING_TABLES
@@ -241,7 +242,7 @@ def predicted_rows(run_dir: str | Path, words: list[NewWord]) -> tuple[list[NewW
     from defemb.method.masking import Vocabulary
 
     model, loaded, _ = load_run(run_dir)
-    tok = Tokenizing.load(str(Path(run_dir) / "model"), 256)
+    tok = Tokenizing.load(str(Path(run_dir) / "model"), CorpusConfig.max_tokens)  # prompts as long as in training
     by_word = {w.word: w for w in words}
     records = make_records([w.entry for w in words], tok, SkipLog())
     kept = [by_word[r["word"]] for r in records]

@@ -4,6 +4,7 @@ The word's prompt is built with the model's *original* tokenizer, where the word
 pieces. Every occurrence is hidden as a unit and one row is read at the place the word starts: a single
 mask token for encoders (at the first occurrence), the decoder state after the first sentinel for
 encoder-decoders (before any piece of the word is seen), the state after the definition for decoders.
+Other copies of the word's pieces in the prompt are hidden as training hides them.
 `defemb.extend` turns these rows into new tokens.
 """
 
@@ -13,21 +14,25 @@ import numpy as np
 import torch
 
 from defemb.method.data import batch_plan
-from defemb.method.masking import STRATEGIES, Example, Vocabulary
+from defemb.method.masking import STRATEGIES, Example, Vocabulary, copies
 from defemb.method.model import DefinitionEMB, collate
 
 TOKEN_BUDGET = 8192  # padded tokens per forward pass: batches of ~100 short prompts
 
 
 def hide_as_unit(record: dict, vocab: Vocabulary) -> Example:
-    """Encoder input with every occurrence of the word collapsed to one mask token; predict at the first."""
+    """Encoder input with every occurrence of the word collapsed to one mask token, and other copies of its
+    pieces masked as in training; predict at the first occurrence."""
     groups = record["word_positions"]
     first = {g[0] for g in groups}
     hidden = {p for g in groups for p in g}
+    copied = copies(record)
     ids, position = [], None
     for p, token in enumerate(record["input_ids"]):
         if p in first:
             position = len(ids) if position is None else position
+            ids.append(vocab.mask_id)
+        elif p in copied:
             ids.append(vocab.mask_id)
         elif p not in hidden:
             ids.append(token)
