@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from defemb.cli import main
 from defemb.config import TrainConfig
 from defemb.method.masking import Vocabulary, corrupt_encoder, definition_first, sentinel_seq2seq
 from defemb.method.train import train
-from defemb.models import load_model
+from defemb.models import get_table_module, load_model, vocabulary_hash
 
 
 def _records(corpus):
@@ -74,28 +76,69 @@ def test_decoder_reads_definition_then_word(tiny_model_dir, corpora):
     assert len(context) == len(record["input_ids"]) - sum(len(g) for g in record["word_positions"])
 
 
-@pytest.mark.parametrize("family", ["bert", "t5", "gpt2", "t5gemma"])
-def test_training_lowers_the_loss(tiny_model_dir, corpora, tmp_path, family):
-    table = "decoder" if family == "t5gemma" else "input"
-    config = TrainConfig(model=str(tiny_model_dir(family)), corpus=str(corpora(family)), steps=60, lr=3e-3,
-                         warm_start=False, eval_every=60, save_every=60, tokens=1024, table=table)
-    summary = train(config, tmp_path / "run")
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    start, mean_row = metrics[0]["valid_mse"], metrics[0]["mean_row_mse"]
+SYNONYM_WORDS, SYNONYM_VALID, DISTRACTORS, PROMPTS_PER_WORD = 100, 25, 4, 4
+
+
+def _synonym_setting(tiny_model_dir, family: str, folder: Path) -> tuple[Path, Path]:
+    """A fresh tiny model and a corpus in which the definition predicts the rows, so a working method
+    must beat the mean-row predictor. Each word is two tokens (A, B) defined by two synonym tokens (S, T)
+    after a separator, then random distractors: ``A B : S T d d d d``; the model's table gets
+    row(A) := row(S), row(B) := row(T). Every word has its own four tokens and validation words are not
+    trained on, so only reading the definition (not memorising words) helps. Two targets per prompt make
+    a state read at one wrong position pay: it can at best predict their average, 0.5 × the mean row."""
+    model_dir = tiny_model_dir(family, fresh=True)
+    loaded = load_model(str(model_dir))
+    tokenizer = loaded.tokenizer
+    ids = sorted(set(range(len(tokenizer))) - set(tokenizer.all_special_ids))
+    rng = random.Random(0)
+    rng.shuffle(ids)
+    separator, words = ids[0], [ids[1 + 4 * k : 5 + 4 * k] for k in range(SYNONYM_WORDS)]  # [A, B, S, T]
+    table = get_table_module(loaded.model, "input").weight
+    with torch.no_grad():
+        for a, b, s, t in words:
+            table[a], table[b] = table[s], table[t]
+    loaded.model.save_pretrained(model_dir)
+    probe, plain = tokenizer("a")["input_ids"], tokenizer("a", add_special_tokens=False)["input_ids"]
+    start = probe.index(plain[0])
+    prefix, suffix = probe[:start], probe[start + len(plain) :]  # the tokenizer's own special tokens
+    synonyms = [token for word in words for token in word[2:]]
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for split, chosen in (("train", words[SYNONYM_VALID:]), ("valid", words[:SYNONYM_VALID])):
+        records = [{"word": f"w{k}", "location": f"{split}:{k}", "word_positions": [[len(prefix), len(prefix) + 1]],
+                    "input_ids": [*prefix, a, b, separator, s, t, *rng.sample(synonyms, DISTRACTORS), *suffix]}
+                   for k, (a, b, s, t) in enumerate(chosen) for _ in range(PROMPTS_PER_WORD)]
+        (corpus / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (corpus / "config.json").write_text(json.dumps({"vocab_hash": vocabulary_hash(tokenizer)}), encoding="utf-8")
+    return model_dir, corpus
+
+
+def _train_on_synonyms(tiny_model_dir, family: str, folder: Path, **settings) -> tuple[dict, list[dict]]:
+    model, corpus = _synonym_setting(tiny_model_dir, family, folder)
+    # rows are ~0.1 long: W at 10x the body's rate overshoots them, so it starts from the ridge fit and moves slowly
+    config = TrainConfig(model=str(model), corpus=str(corpus), steps=200, lr=1e-2, head_lr_scale=0.1, tokens=1024,
+                         eval_every=50, save_every=200, **settings)
+    summary = train(config, folder / "run")
+    return summary, [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+
+
+# Seq2seq (t5) and llama do not learn this copy within a test's budget (t5: 0.76 × the mean row after 500
+# steps; llama memorises its training words and gets worse on the held-out ones), so they are left out.
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_training_beats_the_mean_row(tiny_model_dir, tmp_path, one_thread, family):
+    summary, metrics = _train_on_synonyms(tiny_model_dir, family, tmp_path)
     assert {"valid_mse_frequent", "valid_mse_rare", "mean_row_mse_rare"} <= set(metrics[0])
-    # tiny random tables hold nothing to learn beyond their mean: close most of the gap to that predictor
-    assert summary["steps"] == 60 and summary["best_valid_mse"] < start - 0.6 * (start - mean_row)
+    # intact ~0.26 × the mean row; frozen body 0.97 (bert) / 1.13 (gpt2), state read at position 0 0.80 / 1.01,
+    # gpt2 without the definition 1.26: only a body that learns to read the definition at the word gets below 0.5
+    assert summary["steps"] == 200 and summary["best_valid_mse"] < 0.5 * metrics[0]["mean_row_mse"]
     for name in ("model/config.json", "head.safetensors", "checkpoint/state.json", "config.json", "summary.json"):
         assert (tmp_path / "run" / name).exists()
 
 
-def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights(tiny_model_dir, corpora, tmp_path, linear_dtypes):
-    config = TrainConfig(model=str(tiny_model_dir("bert")), corpus=str(corpora("bert")), steps=60, lr=3e-3,
-                         warm_start=False, eval_every=60, save_every=60, tokens=1024, bf16=True)
-    summary = train(config, tmp_path / "run")
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    start, mean_row = metrics[0]["valid_mse"], metrics[0]["mean_row_mse"]
-    assert summary["best_valid_mse"] < start - 0.6 * (start - mean_row)
+def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights(tiny_model_dir, tmp_path, one_thread,
+                                                                    linear_dtypes):
+    summary, metrics = _train_on_synonyms(tiny_model_dir, "bert", tmp_path, bf16=True)
+    assert summary["best_valid_mse"] < 0.5 * metrics[0]["mean_row_mse"]
     assert linear_dtypes == {torch.bfloat16, torch.float32}  # training matmuls in bf16, validation in float32
     head = load_file(tmp_path / "run" / "head.safetensors")["weight"]
     assert str(head.dtype) == "float32"
@@ -111,11 +154,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, corpora, tmp_path, 
                  "--device", "tpu"]) == 2
 
 
-def test_warm_start_beats_the_mean_row(tiny_model_dir, corpora, tmp_path):
-    config = TrainConfig(model=str(tiny_model_dir("bert")), corpus=str(corpora("bert")), steps=1, eval_every=1)
-    train(config, tmp_path / "run")
+def test_warm_start_beats_the_mean_row(tiny_model_dir, tmp_path, one_thread):
+    model, corpus = _synonym_setting(tiny_model_dir, "bert", tmp_path)
+    train(TrainConfig(model=str(model), corpus=str(corpus), steps=1, eval_every=1), tmp_path / "run")
     start, warm = (json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[:2])
-    assert warm["event"] == "warm_start" and warm["valid_mse"] < start["valid_mse"]
+    # ridge on the untrained body: ~0.97 × the mean row (the word kept in view at a quarter of the positions)
+    assert warm["event"] == "warm_start" and warm["valid_mse"] < start["mean_row_mse"]
 
 
 def _run_cli(args, **kwargs):
