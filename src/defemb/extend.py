@@ -68,7 +68,6 @@ from defemb.replace import task_texts
 
 WORD = re.compile(r"(?<!\w)[^\W\d_]+(?!\w)")  # letters only, not glued to digits or underscores
 NEIGHBOURS = 5
-SHOWN = 20  # words listed in messages
 INITIALISATIONS = ("resize", "pieces", "desc_init", "definitionemb")
 
 
@@ -177,7 +176,7 @@ def word_pieces(tokenizer, words: list[str]) -> list[list[int]]:
 
 def find_definitions(words: list[str], sources: list[str], normalise, skips: SkipLog) -> dict[str, Entry]:
     """The first definition of every word (as written, else its lowercase) in the sources, in order."""
-    wanted = set(words)
+    wanted, wanted_lower = set(words), {w.lower() for w in words}
     exact: dict[str, Entry] = {}
     lower: dict[str, Entry] = {}
     for spec in sources:
@@ -185,7 +184,7 @@ def find_definitions(words: list[str], sources: list[str], normalise, skips: Ski
             key = normalise(entry.word)
             if key in wanted and key not in exact:
                 exact[key] = entry
-            if key.lower() not in lower:
+            if key.lower() in wanted_lower and key.lower() not in lower:
                 lower[key.lower()] = entry
     found = {w: exact.get(w) or lower.get(w.lower()) for w in words}
     return {w: dataclasses.replace(e, word=w) for w, e in found.items() if e is not None}
