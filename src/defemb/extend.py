@@ -87,8 +87,10 @@ class ExtendConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if bool(self.task_data) == bool(self.words):
+        if self.task_data and self.words:
             raise DefembError("give --task-data FILE... (words found in the task text) or --words FILE, not both")
+        if not self.task_data and not self.words:
+            raise DefembError("give --task-data FILE... (words found in the task text) or --words FILE (a list)")
         if self.min_count < 1:
             raise DefembError(f"--min-count must be at least 1 (got {self.min_count})")
         if self.max_words is not None and self.max_words < 1:
