@@ -208,6 +208,7 @@ def test_extend_dry_run_counts_and_lists(trained_run, tmp_path, capsys):
 @pytest.mark.parametrize("case", ["empty", "binary", "foreign-run", "no-word", "both-inputs", "table"])
 def test_extend_bad_input_is_one_line_and_writes_nothing(trained_run, tmp_path, capsys, case):
     model, run = trained_run("bert")
+    capsys.readouterr()  # the fixture's training output
     out = tmp_path / "out"
     task = tmp_path / "task.txt"
     task.write_text("gardenpark gardenpark\n", encoding="utf-8")
