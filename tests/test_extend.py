@@ -41,8 +41,12 @@ def trained_run(tiny_model_dir, tmp_path_factory):
             model = str(tiny_model_dir(family))
             build_corpus(CorpusConfig(tokenizer=model, sources=[f"tsv:{write_dictionary(folder)}"], numbers=False),
                          folder / "corpus")
+            threads = torch.get_num_threads()
             torch.set_num_threads(1)
-            train(TrainConfig(model=model, corpus=str(folder / "corpus"), steps=5, eval_every=5), folder / "run")
+            try:
+                train(TrainConfig(model=model, corpus=str(folder / "corpus"), steps=5, eval_every=5), folder / "run")
+            finally:
+                torch.set_num_threads(threads)  # later tests (resume bit-identity) compare against subprocesses
             cache[family] = (model, folder / "run")
         return cache[family]
 
