@@ -247,10 +247,19 @@ def _torchrun(tmp_path, *args: str, timeout: int = 300) -> subprocess.CompletedP
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_model_dir, corpora, tmp_path,
                                                                         monkeypatch):
     """Real multi-process training: torchrun, two CPU processes, gloo. Llama (no dropout) and the
-    decoder strategy (no random masking) make every draw the same in both set-ups, so rank r's batch
-    at each step is the one a single process meets as its r-th accumulated batch."""
+    decoder strategy on one marked form per prompt (no random masking, no form to draw) make every draw
+    the same in both set-ups, so rank r's batch at each step is the one a single process meets as its
+    r-th accumulated batch."""
     model = tiny_model_dir("llama")
-    settings = dict(model=str(model), corpus=str(corpora("llama")), steps=2, tokens=256, lr=1e-3, warm_start=False,
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpora("llama"), corpus)
+    for split in ("train", "valid"):
+        path = corpus / f"{split}.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        for record in records:
+            record["word_positions"] = record["word_positions"][-1:]
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    settings = dict(model=str(model), corpus=str(corpus), steps=2, tokens=256, lr=1e-3, warm_start=False,
                     eval_every=2, save_every=2)
     script = tmp_path / "dumping_train.py"
     script.write_text(DUMPING_TRAIN, encoding="utf-8")
