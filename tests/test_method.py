@@ -154,12 +154,16 @@ def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, corpora, tmp_path, 
                  "--device", "tpu"]) == 2
 
 
-def test_warm_start_beats_the_mean_row(tiny_model_dir, tmp_path, one_thread):
+def test_warm_start_lands_at_the_mean_row_on_masked_positions(tiny_model_dir, tmp_path, one_thread):
+    """The ridge fit on the untrained body's states with the word masked: no linear read of a random tiny body
+    beats the mean row on held-out words (1.02 ×; it looked like 0.97 × only while validation left the word in
+    view at a quarter of the positions), but it must land there, not at a random head's error. That the warm
+    start is what training builds on is held by `test_training_beats_the_mean_row`, which fails without it."""
     model, corpus = _synonym_setting(tiny_model_dir, "bert", tmp_path)
     train(TrainConfig(model=str(model), corpus=str(corpus), steps=1, eval_every=1), tmp_path / "run")
     start, warm = (json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[:2])
-    # ridge on the untrained body: ~0.97 × the mean row (the word kept in view at a quarter of the positions)
-    assert warm["event"] == "warm_start" and warm["valid_mse"] < start["mean_row_mse"]
+    assert start["event"] == "start" and warm["event"] == "warm_start"
+    assert warm["valid_mse"] < 1.05 * start["mean_row_mse"] and start["valid_mse"] > 10 * warm["valid_mse"]
 
 
 def _run_cli(args, **kwargs):

@@ -241,3 +241,41 @@ def test_a_corpus_without_validation_records_is_refused(tiny_model_dir, corpora,
     corpus = _corpus_with(corpora, tmp_path, [], split="valid")
     assert main(_train_args(tiny_model_dir("bert"), corpus, tmp_path / "run")) == 2
     assert "has no validation records" in capsys.readouterr().err and not (tmp_path / "run.partial").exists()
+
+
+def test_validation_sample_spans_the_whole_split_in_corpus_order():
+    from defemb.method.train import validation_sample
+
+    records = [{"i": i} for i in range(1000)]
+    picked = [r["i"] for r in validation_sample(records, 50, seed=0)]
+    assert len(picked) == 50 and picked == sorted(picked) and picked[-1] > 500  # not the first 50 headwords
+    assert picked == [r["i"] for r in validation_sample(records, 50, seed=0)]
+    assert picked != [r["i"] for r in validation_sample(records, 50, seed=1)]
+    assert validation_sample(records[:10], 50, seed=0) == records[:10]
+
+
+def test_encoder_validation_reads_only_masked_positions(tiny_model_dir, corpora, tmp_path, monkeypatch):
+    """Validation scores what embed writes: every read position holds the mask token, every step."""
+    seen = []
+    validate = train_module.Trainer.validate
+
+    def spying(self):
+        examples = self._examples
+
+        def record(records, generator, strategy=None):
+            batch = examples(records, generator, strategy)
+            seen.append(batch.input_ids[batch.rows, batch.positions])
+            return batch
+
+        self._examples = record
+        try:
+            return validate(self)
+        finally:
+            del self._examples
+
+    monkeypatch.setattr(train_module.Trainer, "validate", spying)
+    assert main(_train_args(tiny_model_dir("bert"), corpora("bert"), tmp_path / "run")) == 0
+    from defemb.models import load_tokenizer
+
+    mask_id = load_tokenizer(str(tiny_model_dir("bert"))).mask_token_id
+    assert len(seen) >= 3 and all(bool((ids == mask_id).all()) for ids in seen)
