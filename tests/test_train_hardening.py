@@ -279,3 +279,17 @@ def test_encoder_validation_reads_only_masked_positions(tiny_model_dir, corpora,
 
     mask_id = load_tokenizer(str(tiny_model_dir("bert"))).mask_token_id
     assert len(seen) >= 3 and all(bool((ids == mask_id).all()) for ids in seen)
+
+
+@pytest.mark.parametrize("preset", ["roberta", "bart", "t5", "small"])
+def test_every_preset_warm_starts_w_and_logs_it_beside_the_mean_row(tiny_model_dir, corpora, tmp_path, preset):
+    """Issue 9: the paper presets started W random, ~100x above the mean row's error; now every one warm-starts
+    (`--no-warm-start` keeps the paper's random W), and metrics.jsonl shows the step-0 error beside the mean row's."""
+    assert TrainConfig(model="m", corpus="c", preset=preset).warm_start is True
+    assert TrainConfig(model="m", corpus="c", preset=preset, warm_start=False).warm_start is False
+    if preset != "roberta":
+        return
+    train(TrainConfig(model=str(tiny_model_dir("bert")), corpus=str(corpora("bert")), preset=preset, steps=1,
+                      eval_every=1, tokens=256), tmp_path / "run")
+    start, warm = (json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[:2])
+    assert warm["event"] == "warm_start" and warm["valid_mse"] < start["valid_mse"] and "mean_row_mse" in start

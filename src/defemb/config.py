@@ -127,14 +127,16 @@ class CorpusConfig:
 
 
 # Optimiser presets: the paper's Table 12 for full-size models, and "small" for CPU runs on small models
-# (larger learning rate for the projection W, ridge warm start; see docs/results.md for what they give).
+# (larger learning rate for the projection W; see docs/results.md for what they give). Every preset starts W
+# from the ridge warm start: the paper's random W starts ~100x above the mean row's error on MiniLM (128.8
+# vs 1.48) and spends its first steps only shrinking. `--no-warm-start` gives the paper's random W.
 PRESETS: dict[str, dict[str, Any]] = {
     "roberta": dict(steps=400_000, warmup=24_000, tokens=4096, lr=1e-4, optimizer="adam", schedule="inverse_sqrt",
-                    head_lr_scale=1.0, warm_start=False),
+                    head_lr_scale=1.0, warm_start=True),
     "bart": dict(steps=250_000, warmup=20_000, tokens=4096, lr=1e-4, optimizer="adam", schedule="inverse_sqrt",
-                 head_lr_scale=1.0, warm_start=False),
+                 head_lr_scale=1.0, warm_start=True),
     "t5": dict(steps=125_000, warmup=0, tokens=8192, lr=1e-3, optimizer="adafactor", schedule="constant",
-               head_lr_scale=1.0, warm_start=False),
+               head_lr_scale=1.0, warm_start=True),
     "small": dict(steps=2000, warmup=100, tokens=4096, lr=1e-4, optimizer="adam", schedule="inverse_sqrt",
                   head_lr_scale=10.0, warm_start=True),
 }
