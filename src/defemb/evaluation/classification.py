@@ -42,6 +42,7 @@ from defemb.evaluation.records import (
 from defemb.evaluation.tasks import Example, Task, check_task_name, load_task
 from defemb.outputs import atomic_dir
 from defemb.seeding import seed_everything
+from defemb.tokens import special_frame
 
 PRIMARY = "dev/accuracy"
 MEGA_BATCH = 50  # batches per length-sorted group: little padding, yet the batch order stays random
@@ -255,9 +256,7 @@ def pair_separator(tokenizer) -> int | None:
 
 def join_pairs(tokenizer, a: list[str], b: list[str], separator: int, max_length: int) -> list[list[int]]:
     """The single-text template around ``a <separator> b``, the longer text cut first to fit ``max_length``."""
-    full, plain = tokenizer("a")["input_ids"], tokenizer("a", add_special_tokens=False)["input_ids"]
-    start = next(k for k in range(len(full) - len(plain) + 1) if full[k : k + len(plain)] == plain)
-    prefix, suffix = full[:start], full[start + len(plain) :]  # e.g. Llama's <s>
+    prefix, suffix = special_frame(tokenizer)  # e.g. Llama's <s>
     budget = max(max_length - len(prefix) - len(suffix) - 1, 0)
     ids_a = tokenizer(a, add_special_tokens=False)["input_ids"]
     ids_b = tokenizer(b, add_special_tokens=False)["input_ids"]

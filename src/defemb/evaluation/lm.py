@@ -42,6 +42,7 @@ from defemb.evaluation.records import (
     parse_model_specs,
     write_record,
 )
+from defemb.tokens import padding_id, special_frame
 
 EVALUATOR = "lm"
 PRIMARY = "text/bpb"
@@ -154,9 +155,7 @@ def token_nll(model, batch: list[list[int]], pad_id: int) -> list[np.ndarray]:
 
 def _prefix(tokenizer) -> list[int]:
     """What the tokenizer puts before a text (Llama: <s>); without it, BOS (or EOS) so the first token is scored."""
-    with_specials = tokenizer("a")["input_ids"]
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    start = with_specials[: len(with_specials) - len(plain)] if with_specials[-len(plain):] == plain else []
+    start = special_frame(tokenizer)[0]
     if start:
         return start
     token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -165,7 +164,7 @@ def _prefix(tokenizer) -> list[int]:
 
 def score_documents(model, tokenizer, documents: list[str], max_length: int, rare: set[int], batch_size: int) -> dict:
     prefix = _prefix(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad_id = padding_id(tokenizer)
     bpb, per_token, rare_sum, rare_count, token_sum, token_count = [], [], 0.0, 0, 0.0, 0
     for start in range(0, len(documents), batch_size):
         chunk = documents[start : start + batch_size]
@@ -194,7 +193,7 @@ def score_documents(model, tokenizer, documents: list[str], max_length: int, rar
 def score_words(model, tokenizer, examples: list[tuple[str, str, int]], after: int, batch_size: int) -> dict:
     """NLL of each example's word (summed over its tokens) and mean NLL of the ≤ ``after`` tokens after it."""
     prefix = _prefix(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad_id = padding_id(tokenizer)
     word_nll, after_nll = [], []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]

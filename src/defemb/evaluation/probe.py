@@ -39,7 +39,7 @@ from defemb.frequency import encoder, parse_method, rank_tokens
 from defemb.models import LoadedModel, input_table, load_model, resolve_model_name, vocabulary_hash
 from defemb.outputs import write_text_atomic
 from defemb.seeding import seed_everything
-from defemb.tokens import integer_value, surface
+from defemb.tokens import integer_value, special_frame, surface
 
 EVALUATOR = "probe"
 PRIMARY = "test/accuracy"
@@ -130,14 +130,6 @@ def build_probe_data(tokenizer, candidates: tuple[list[int], list[int]], words: 
 
 def _labels(words: list[str]) -> np.ndarray:
     return np.array([label_of(w) for w in words], dtype=np.int64)
-
-
-def special_frame(tokenizer) -> tuple[list[int], list[int]]:
-    """The special ids the tokenizer puts before and after a text ([CLS] … [SEP], <s> …, … </s>)."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    start = next(k for k in range(len(full) - len(plain) + 1) if full[k : k + len(plain)] == plain)
-    return full[:start], full[start + len(plain) :]
 
 
 @torch.inference_mode()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from defemb.tokens import padding_id, special_frame
+
 MASK_SHARE, RANDOM_SHARE = 0.5, 0.25  # BERT-style corruption: 50 % mask, 25 % random, 25 % kept
 
 
@@ -49,12 +51,9 @@ class Vocabulary:
         )
         mask_id = tokenizer.mask_token_id
         sentinels = [i for _, i in numbered] or ([mask_id] if mask_id is not None else [])
-        probe = tokenizer("a")["input_ids"]
-        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-        trailing = len(probe) - len(plain) - next(k for k in range(len(probe)) if probe[k : k + len(plain)] == plain)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        trailing = len(special_frame(tokenizer)[1])
         return cls(mask_id, sentinels, frozenset(tokenizer.all_special_ids), len(tokenizer), decoder_start_id,
-                   trailing, pad_id)
+                   trailing, padding_id(tokenizer))
 
 
 def copies(record: dict) -> set[int]:
