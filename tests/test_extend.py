@@ -258,3 +258,33 @@ def test_extend_takes_the_runs_table(tiny_model_dir, tmp_path, capsys):
     capsys.readouterr()
     assert extend_cli(model, run, tmp_path, "--table", "encoder", "--out", str(tmp_path / "other")) == 2
     assert "mimic the decoder table" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_extend_init_baselines_on_the_same_words(trained_run, tmp_path, family, capsys):
+    """`--init` writes a baseline's rows for the very words DefinitionEMB would add, computed from each table's
+    own original rows (an untied output head gets its pieces' mean, not the input table's)."""
+    model, run = trained_run(family)
+    untied = FAMILY_FACTS[family]["tied_output"] is False
+    E = {t: get_table(load_model(model).model, t) for t in ("input", "output") if t == "input" or untied}
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    for init in ("pieces", "desc_init", "resize"):
+        out = tmp_path / init
+        assert extend_cli(model, run, tmp_path, "--init", init, "--out", str(out)) == 0
+        assert "rows in the" in capsys.readouterr().out
+        with open(out / "added.tsv", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        assert [r["word"] for r in rows] == ["gardenpark", "riverkeep"]
+        extended = load_model(str(out))
+        for table in E:
+            old = E[table][: len(tokenizer)]
+            for r in rows:
+                if init == "pieces":
+                    want = old[[int(i) for i in r["piece_ids"].split()]].mean(axis=0)
+                elif init == "desc_init":
+                    want = old[tokenizer(r["definition"], add_special_tokens=False)["input_ids"]].mean(axis=0)
+                else:
+                    want = old.mean(axis=0)
+                np.testing.assert_allclose(get_table(extended.model, table)[int(r["id"])], want, rtol=1e-5,
+                                           atol=1e-6)
+    assert json.loads((tmp_path / "resize" / "defemb.json").read_text())["init"] == "resize"

@@ -19,20 +19,22 @@ Tables: the run's table gets the predicted rows; a tied output head follows it, 
 gets the predicted rows too (its new rows would otherwise be a mean); any other table (a T5Gemma
 encoder when the run rebuilt the decoder) keeps what ``resize_token_embeddings`` (mean_resizing) gives.
 
-The baseline initialisations of the same words (`initialisations`, scored by ``evaluate wordsim
---add-tokens``): ``resize`` (the mean row, what mean_resizing samples around, with covariance 1e-9·Σ),
+The baseline initialisations of the same words (``--init``; `initialisations`, scored by ``evaluate
+wordsim --add-tokens``): ``resize`` (the mean row, what mean_resizing samples around, with covariance 1e-9·Σ),
 ``pieces`` (the mean of the word's pieces), ``desc_init`` (LlamaFactory: the mean of the input rows of
 the definition's tokens) and ``definitionemb`` (the predicted row).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,8 @@ class ExtendConfig:
     min_count: int = field(default=2, metadata={"help": "occurrences in the task data a word needs"})
     max_words: int | None = field(default=None, metadata={"help": "add at most this many (most frequent first)"})
     table: str | None = field(default=None, metadata={"help": "input | encoder | decoder (default: the run's)"})
+    init: str = field(default="definitionemb", metadata={
+        "help": "rows of the new tokens: definitionemb, or a baseline on the same words (resize, pieces, desc_init)"})
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -98,6 +102,8 @@ class ExtendConfig:
         if self.table is not None and self.table not in EMBEDDING_TABLES:
             choices = ", ".join(EMBEDDING_TABLES)
             raise DefembError(f"--table {quote(self.table)} cannot get rows; choose one of {choices}")
+        if self.init not in INITIALISATIONS:
+            raise DefembError(f"--init {quote(self.init)} is not known; choose one of {', '.join(INITIALISATIONS)}")
         for path in [*self.task_data, *([self.words] if self.words else [])]:
             if not Path(path).is_file():
                 raise DefembError(f"file '{path}' not found")
@@ -278,8 +284,10 @@ def _same_table(model, a: str, b: str) -> bool:
     return get_table_module(model, a).weight.data_ptr() == get_table_module(model, b).weight.data_ptr()
 
 
-def _place_rows(target: LoadedModel, table: str, ids: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
-    """Grow every table to the new vocabulary, put the rows in ``table`` and an untied output head."""
+def _place_rows(target: LoadedModel, table: str, ids: np.ndarray, rows_for: Callable[[np.ndarray], np.ndarray]
+                ) -> dict[str, Any]:
+    """Grow every table to the new vocabulary, put the rows in ``table`` and an untied output head
+    (``rows_for(E)``: the new rows for a table whose rows are ``E``)."""
     size = len(target.tokenizer)
     rows_before = get_table_module(target.model, table).weight.shape[0]
     if rows_before < size:  # T5-style tables may have spare rows
@@ -303,7 +311,7 @@ def _place_rows(target: LoadedModel, table: str, ids: np.ndarray, rows: np.ndarr
     predicted = [t for t in present if _same_table(target.model, t, table) or (t == "output" and untied)]
     for name in [table] + (["output"] if untied else []):
         E = get_table(target.model, name)
-        E[ids] = rows
+        E[ids] = rows_for(E)
         set_table(target.model, E, name)  # in place: tables tied to it follow
     return {"output_head": "none" if "output" not in present else "untied" if untied else "tied",
             "tables_with_predicted_rows": predicted,
@@ -355,11 +363,16 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
     target = load_model(config.model, trust_remote_code=config.trust_remote_code)
     _check_table(target, table, run_table, rows.shape[1])
     old_size = len(target.tokenizer)
+    tokenizer = copy.deepcopy(target.tokenizer)  # desc_init reads the definitions with the original vocabulary
+
+    def rows_for(E: np.ndarray) -> np.ndarray:  # a baseline on the very words DefinitionEMB would add
+        return rows if config.init == "definitionemb" else initial_rows(config.init, E[:old_size], tokenizer, new)
+
     ids = add_word_tokens(target.tokenizer, [w.word for w in new])
-    placed = _place_rows(target, table, ids, rows)
+    placed = _place_rows(target, table, ids, rows_for)
     near, _ = nearest_neighbours(get_table(target.model, table), ids, np.arange(old_size), k=NEIGHBOURS)
-    summary.update(added=len(new), unplaceable=len(plan.words) - len(new), table=table, first_id=int(ids.min()),
-                   vocabulary=len(target.tokenizer), **placed)
+    summary.update(init=config.init, added=len(new), unplaceable=len(plan.words) - len(new), table=table,
+                   first_id=int(ids.min()), vocabulary=len(target.tokenizer), **placed)
     with atomic_dir(out, force) as tmp:
         save_model(target, tmp)
         write_text_atomic(tmp / "added.tsv", added_tsv(target.tokenizer, new, ids, near))
@@ -397,6 +410,15 @@ def definition_mean_rows(E: np.ndarray, tokenizer, definitions: list[str]) -> np
     """LlamaFactory's desc_init: the mean of the input rows of the definition's tokens. # (V, h) -> (n, h)"""
     ids = encoder(tokenizer)(definitions)
     return pieces_mean_rows(E, [[i for i in d if i < E.shape[0]] for d in ids])
+
+
+def initial_rows(init: str, E: np.ndarray, tokenizer, words: list[NewWord]) -> np.ndarray:
+    """A baseline's rows for ``words`` from the table ``E`` they join. # (V, h) -> (n, h)"""
+    if init == "resize":
+        return mean_resizing_rows(E, len(words))
+    if init == "pieces":
+        return pieces_mean_rows(E, [w.pieces for w in words])
+    return definition_mean_rows(E, tokenizer, [w.entry.definition for w in words])
 
 
 def initialisations(ext: Extension) -> dict[str, np.ndarray]:

@@ -21,7 +21,9 @@ def _report(summary: dict, out: str | None) -> None:
         print(f"dry run: {len(summary['words'])} words would be added; nothing was written")
         return
     untied = "; the untied output head got the predicted rows too" if summary["output_head"] == "untied" else ""
-    print(f"added {summary['added']} tokens (ids from {summary['first_id']}) with DefinitionEMB rows in the "
+    rows = {"definitionemb": "DefinitionEMB", "resize": "mean (resize)", "pieces": "pieces' mean",
+            "desc_init": "definition-token mean (desc_init)"}[summary["init"]]
+    print(f"added {summary['added']} tokens (ids from {summary['first_id']}) with {rows} rows in the "
           f"{summary['table']} table{untied} -> {out}; see added.tsv")
 
 
@@ -31,7 +33,8 @@ def cmd_extend(args: argparse.Namespace) -> None:
     config = ExtendConfig(
         model=args.model, run=args.run, task_data=args.task_data or [], words=args.words,
         sources=args.source or ([] if args.entities else ["gcide"]), entities=args.entities,
-        min_count=args.min_count, max_words=args.max_words, table=args.table, trust_remote_code=args.trust_remote_code,
+        min_count=args.min_count, max_words=args.max_words, table=args.table, init=args.init,
+        trust_remote_code=args.trust_remote_code,
     )
     _report(extend(config, None if args.dry_run else args.out, force=args.force, dry_run=args.dry_run),
             None if args.dry_run else args.out)
@@ -60,6 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default 2)")
     p.add_argument("--max-words", type=int, help="add at most this many words, most frequent first")
     p.add_argument("--table", help="input | encoder | decoder (default: the table the run was trained on)")
+    p.add_argument("--init", default="definitionemb", choices=["definitionemb", "pieces", "desc_init", "resize"],
+                   help="rows of the new tokens: definitionemb (default), or a baseline on the same words for "
+                   "comparisons: pieces (mean of the word's pieces), desc_init (mean of the definition's token rows), "
+                   "resize (the mean row, as resize_token_embeddings)")
     p.add_argument("--dry-run", action="store_true", help="only list what would be added, with the counts")
     p.add_argument("--out", help="output checkpoint directory (with added.tsv)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
