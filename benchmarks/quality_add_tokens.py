@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.analysis.report import markdown_table
 from defemb.cli import main as defemb
 from defemb.evaluation.records import read_records
-from defemb.extend import INITIALISATIONS
+from defemb.extension_report import wordsim_rows
 
 
 def main() -> None:
@@ -27,20 +28,10 @@ def main() -> None:
     if defemb(["evaluate", "wordsim", "--add-tokens", args.run, "--min-pairs", args.min_pairs, "--out", args.out,
                "--force"]):
         raise SystemExit(2)
-    metrics = {r.label: r.metrics for r in read_records(args.out)}
-    names = sorted({k.rsplit("/", 1)[0] for k in metrics["definitionemb"] if k.endswith("/coverage")},
-                   key=lambda n: (not n.endswith("/new"), n))
-    print(f"\n{metrics['definitionemb']['new/words']:.0f} new words\n")
-    print("| set (pairs) | " + " | ".join(INITIALISATIONS) + " |")
-    print("|---|" + "---|" * len(INITIALISATIONS))
-    for name in names:
-        pairs = int(metrics["definitionemb"][f"{name}/pairs"])
-        cells = [f"{metrics[i].get(f'{name}/spearman', float('nan')):.3f}" for i in INITIALISATIONS]
-        print(f"| {name} ({pairs}) | " + " | ".join(cells) + " |")
-    for key, what in (("new/mean/spearman", "mean, pairs with a new word"), ("mean/spearman", "mean, all pairs")):
-        if key in metrics["definitionemb"]:
-            print(f"| {what} | " + " | ".join(f"{metrics[i][key]:.3f}" for i in INITIALISATIONS) + " |")
-
+    records = read_records(args.out)
+    header, rows = wordsim_rows(records)
+    print(f"\n{records[0].metrics['new/words']:.0f} new words\n")
+    print(markdown_table(header, rows))
 
 if __name__ == "__main__":
     main()

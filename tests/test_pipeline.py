@@ -51,15 +51,40 @@ def test_add_tokens(tiny_model_dir, tmp_path, family):
     assert main(["add-tokens", model, "--run", str(tmp_path / "run"), "--words", str(words), "--out", str(out)]) == 2
 
 
+NEW = {"gardenpark": "a park with a garden in the city", "riverkeep": "a river station in the city"}
+
+
+def _similarity_data(folder):
+    """A DEFEMB_DATA folder whose only similarity set holds 22 pairs with a new word (MIN_PAIRS is 20)."""
+    sets = folder / "data" / "word-sim" / "eval-word-vectors"
+    sets.mkdir(parents=True)
+    scores = np.random.default_rng(0).uniform(0, 10, size=40)
+    pairs = [(new, old) for new in NEW for old in [*WORDS, "money", "dog"]] + [("park", "garden"), ("city", "river")]
+    (sets / "EN-TEST.txt").write_text("".join(f"{a}\t{b}\t{s:.2f}\n" for (a, b), s in zip(pairs, scores)),
+                                      encoding="utf-8")
+    return folder / "data"
+
+
 def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=20, tokens=1024, eval_every=10, alpha=50.0))
+    monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     model = str(tiny_model_dir("bert"))
     out = tmp_path / "pipeline"
-    report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
+    dictionary = _dictionary(tmp_path)
+    with open(dictionary, "a", encoding="utf-8") as handle:
+        handle.write("".join(f"{w}\tnoun\t{d}\n" for w, d in NEW.items()))
+    report = run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
     for name in ("before/report.html", "corpus/train.jsonl", "train/head.safetensors", "definitions.safetensors",
-                 "model/replaced.tsv", "after/report.html", "before_after.md", "report.html"):
+                 "model/replaced.tsv", "after/report.html", "before_after.md", "report.html", "extended/added.tsv"):
         assert (out / name).exists(), name
     assert "| measure | before | after |" in report and "mean-row predictor" in report
+    # the extension half: the split words with a definition became tokens, scored four ways on their pairs
+    with open(out / "extended" / "added.tsv", encoding="utf-8") as handle:
+        assert sorted(r["word"] for r in csv.DictReader(handle, delimiter="\t")) == sorted(NEW)
+    assert "## Extension: word similarity of the new tokens" in report
+    assert "| EN-TEST/new (22) |" in report and "| set (pairs) | resize | pieces | desc_init | definitionemb |" in report
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Extension: new tokens and their nearest old tokens" in page and "gardenpark" in page
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
     assert len(replaced) > 1
     assert json.loads((out / "model" / "defemb.json").read_text())["numbers"] == "within"  # the paper's rule
@@ -68,8 +93,18 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     after = json.loads((out / "after" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
     assert before != after  # rare rows were replaced
     capsys.readouterr()
-    run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
-    assert capsys.readouterr().out.count("already done, skipped") == 8
+    run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
+    assert capsys.readouterr().out.count("already done, skipped") == 10
+
+
+def test_pipeline_says_when_no_word_can_be_added(tiny_model_dir, tmp_path, monkeypatch):
+    """Every split word lacks a definition: the extension half says so instead of failing the run."""
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=4, tokens=1024, eval_every=2, alpha=50.0))
+    monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
+    out = tmp_path / "pipeline"
+    report = run_pipeline(out, preset="test", model=str(tiny_model_dir("bert")), source=f"tsv:{_dictionary(tmp_path)}")
+    assert "No word to add" in report and not (out / "extended").exists()
+    assert json.loads((out / "extended.json").read_text())["no_definition"] == 2
 
 
 def test_ctrl_c_says_rerun_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):

@@ -1,10 +1,12 @@
-"""`defemb run`: analyze -> corpus -> train -> embed -> replace -> analyze again, on one model.
+"""`defemb run`: analyze -> corpus -> train -> embed -> replace -> analyze again, on one model; then the
+same run adds words the vocabulary splits as new tokens (`defemb.extension_report`).
 
 Every stage writes its own output under ``OUT/`` and is skipped when that output is already complete,
 so an interrupted pipeline is continued by running the same command again (training resumes from its
-checkpoint). The last step prints and writes ``OUT/before_after.md``. Rows are replaced by the paper's
-rule (numbers only where α picks them); the numeric Max Difference of rebuilding every number as one
-set is measured beside it (``OUT/numbers_all.json``, no checkpoint written).
+checkpoint). The last step prints and writes ``OUT/before_after.md`` and ``OUT/report.html``: the repair
+(replaced rows, before | after), then the extension (``OUT/extended``, its new words scored four ways).
+Rows are replaced by the paper's rule (numbers only where α picks them); the numeric Max Difference of
+rebuilding every number as one set is measured beside it (``OUT/numbers_all.json``, no checkpoint written).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from defemb.analysis.report import comparison_rows, load_summary, markdown_table
 from defemb.config import AnalyzeConfig, CorpusConfig, TrainConfig
 from defemb.corpus.build import build_corpus
 from defemb.errors import DefembError
+from defemb.extension_report import SKIPPED, extension_sections, run_extension, score_extension, similarity_sets
 from defemb.method.embed import embed
 from defemb.method.train import interrupted, resume, train
 from defemb.models import load_tokenizer
@@ -66,7 +69,8 @@ def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "mini
 def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ranking: str | None,
                 seed: int) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("before", "corpus", "train", "after", "model")}
+    paths = {name: out / name for name in ("before", "corpus", "train", "after", "model", "extended",
+                                           "wordsim_added")}
     emb = out / "definitions.safetensors"
 
     vocab = load_tokenizer(model).get_vocab()
@@ -100,12 +104,20 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
         write_json_atomic(out / NUMBERS_ALL, numbers_all(config))
     if _stage("analyze (after)", (paths["after"] / "analysis.json").exists()):
         write_analysis(analysis(str(paths["model"])), paths["after"])
-    report = before_after(paths["before"], paths["after"], paths["train"])
+    sets = similarity_sets()
+    if _stage("extend (words the vocabulary splits)", (paths["extended"] / "added.tsv").exists()
+              or (out / SKIPPED).exists()):
+        run_extension(out, model, paths["train"], source, sets)
+    if sets is not None and (paths["extended"] / "added.tsv").exists() and _stage(
+            "word similarity of the new tokens", (paths["wordsim_added"] / "definitionemb").exists()):
+        score_extension(paths["extended"], sets, paths["wordsim_added"])
+    sections = extension_sections(out)
+    report = before_after(paths["before"], paths["after"], paths["train"], sections)
     write_text_atomic(out / "before_after.md", report)
     if _stage("report (before | after)", (out / "report.html").exists()):
         summaries = {name: load_summary(paths[name]) for name in ("before", "after")}
         page = repair_page(model, str(paths["model"]), paths["model"] / "replaced.tsv", summaries, ranking=ranking,
-                           chosen=shown, notes=[validation_line(paths["train"])])
+                           chosen=shown, notes=[validation_line(paths["train"])], sections=sections)
         write_text_atomic(out / "report.html", page)
     return report
 
@@ -140,14 +152,19 @@ def validation_line(run: Path) -> str:
             f"trained model {last['valid_mse']:.4f} after {last['step']} steps.")
 
 
-def before_after(before: Path, after: Path, run: Path) -> str:
+def before_after(before: Path, after: Path, run: Path, sections: list = ()) -> str:
+    """The Markdown report: the repair's band table and neighbours, then the extension's ``sections``."""
     summaries = {"before": load_summary(before), "after": load_summary(after)}
     header, rows = comparison_rows(summaries)
-    parts = ["# DefinitionEMB before / after", "", markdown_table(header, rows), "", validation_line(run), ""]
+    parts = ["# DefinitionEMB before / after", "", "## Repair: rare rows replaced", "", markdown_table(header, rows),
+             "", validation_line(run), ""]
     if (after.parent / NUMBERS_ALL).exists():
         parts += [numbers_all_line(after.parent / NUMBERS_ALL), ""]
     for name, summary in summaries.items():
         columns = ["token", "band", "chosen/sampled", "neighbours"]
         parts += [f"## Neighbours {name}", "", markdown_table(columns, neighbour_rows(summary["neighbours"])), ""]
+    for title, text, header, rows in sections:
+        parts += [f"## {title}", "", *([text, ""] if text else [])]
+        parts += [markdown_table(header, rows), ""] if rows else []
     parts += [f"Interactive report, before | after: {after.parent / 'report.html'}", ""]
     return "\n".join(parts)

@@ -104,8 +104,10 @@ def neighbour_rows(result: BeforeAfter) -> list[list[str]]:
     ]
 
 
-def html_page(result: BeforeAfter, summaries: dict[str, dict], title: str, notes: list[str] = ()) -> str:
-    """The self-contained page (plotly.js inlined once; nothing is fetched when it is opened)."""
+def html_page(result: BeforeAfter, summaries: dict[str, dict], title: str, notes: list[str] = (),
+              sections: list = ()) -> str:
+    """The self-contained page (plotly.js inlined once; nothing is fetched when it is opened); ``sections``:
+    (title, text, header, rows) tables shown after the repair's."""
     header, rows = comparison_rows(summaries)
     figures = [
         projection_figure(result, which, f"{which} ({len(result.replaced)} rows replaced)").to_html(
@@ -113,6 +115,8 @@ def html_page(result: BeforeAfter, summaries: dict[str, dict], title: str, notes
         for which in ("before", "after")
     ]
     note_html = "".join(f"<p>{html.escape(note)}</p>" for note in notes)
+    extra = "".join(f"<h2>{html.escape(name)}</h2>" + (f"<p>{html.escape(text)}</p>" if text else "")
+                    + (html_table(header, rows) if rows else "") for name, text, header, rows in sections)
     title = html.escape(title)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -127,12 +131,14 @@ were kept stay in place, replaced rows (black) move. Hover a point to see its to
 <div class="pair"><div>{figures[0]}</div><div>{figures[1]}</div></div>
 <h2>Nearest neighbours of replaced tokens (cosine, ranked tokens)</h2>
 {html_table(NEIGHBOUR_COLUMNS, neighbour_rows(result))}
+{extra}
 </body></html>
 """
 
 
 def repair_page(before_model: str, after_model: str, replaced_tsv: str | Path, summaries: dict[str, dict],
-                ranking: str | None = None, table: str = "input", chosen: list[str] = (), notes: list[str] = ()) -> str:
+                ranking: str | None = None, table: str = "input", chosen: list[str] = (), notes: list[str] = (),
+                sections: list = ()) -> str:
     """The page for a checkpoint written by `replace` (``replaced_tsv`` lists its replaced ids)."""
     from defemb.analysis.analyze import vocabulary
     from defemb.frequency import rank_tokens
@@ -147,4 +153,4 @@ def repair_page(before_model: str, after_model: str, replaced_tsv: str | Path, s
     index = {t: i for i, t in enumerate(tokens) if t}
     ranked = rank_tokens(loaded.tokenizer, before.shape[0], ranking, loaded.tokenizer_kind)
     result = compare_tables(before, after, tokens, ranked.bands, replaced, [index[t] for t in chosen if t in index])
-    return html_page(result, summaries, f"defemb repair: {loaded.name}", notes)
+    return html_page(result, summaries, f"defemb repair: {loaded.name}", notes, sections)
