@@ -17,6 +17,7 @@ from defemb.models import get_table, load_model
 from defemb.pipeline import PIPELINE_PRESETS, PipelinePreset, run_pipeline
 from test_extend import expected_row
 
+TEST_PRESET = PipelinePreset(steps=20, warmup=1, tokens=1024, eval_every=10, alpha=50.0)
 WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
 
 
@@ -58,15 +59,15 @@ def _similarity_data(folder):
     """A DEFEMB_DATA folder whose only similarity set holds 22 pairs with a new word (MIN_PAIRS is 20)."""
     sets = folder / "data" / "word-sim" / "eval-word-vectors"
     sets.mkdir(parents=True)
-    scores = np.random.default_rng(0).uniform(0, 10, size=40)
     pairs = [(new, old) for new in NEW for old in [*WORDS, "money", "dog"]] + [("park", "garden"), ("city", "river")]
-    (sets / "EN-TEST.txt").write_text("".join(f"{a}\t{b}\t{s:.2f}\n" for (a, b), s in zip(pairs, scores)),
-                                      encoding="utf-8")
+    scores = np.random.default_rng(0).uniform(0, 10, size=len(pairs))
+    lines = [f"{a}\t{b}\t{s:.2f}\n" for (a, b), s in zip(pairs, scores, strict=True)]
+    (sets / "EN-TEST.txt").write_text("".join(lines), encoding="utf-8")
     return folder / "data"
 
 
 def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=20, tokens=1024, eval_every=10, alpha=50.0))
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", TEST_PRESET)
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     model = str(tiny_model_dir("bert"))
     out = tmp_path / "pipeline"
@@ -82,7 +83,8 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     with open(out / "extended" / "added.tsv", encoding="utf-8") as handle:
         assert sorted(r["word"] for r in csv.DictReader(handle, delimiter="\t")) == sorted(NEW)
     assert "## Extension: word similarity of the new tokens" in report
-    assert "| EN-TEST/new (22) |" in report and "| set (pairs) | resize | pieces | desc_init | definitionemb |" in report
+    assert "| EN-TEST/new (22) |" in report
+    assert "| set (pairs) | resize | pieces | desc_init | definitionemb |" in report
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "Extension: new tokens and their nearest old tokens" in page and "gardenpark" in page
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
@@ -99,7 +101,8 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
 
 def test_pipeline_says_when_no_word_can_be_added(tiny_model_dir, tmp_path, monkeypatch):
     """Every split word lacks a definition: the extension half says so instead of failing the run."""
-    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=4, tokens=1024, eval_every=2, alpha=50.0))
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=4, warmup=1, tokens=1024, eval_every=2,
+                                                                 alpha=50.0))
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     out = tmp_path / "pipeline"
     report = run_pipeline(out, preset="test", model=str(tiny_model_dir("bert")), source=f"tsv:{_dictionary(tmp_path)}")
@@ -110,7 +113,7 @@ def test_pipeline_says_when_no_word_can_be_added(tiny_model_dir, tmp_path, monke
 def test_ctrl_c_says_rerun_continues(tiny_model_dir, tmp_path, monkeypatch, capsys):
     import defemb.pipeline as pipeline
 
-    monkeypatch.setitem(PIPELINE_PRESETS, "test", PipelinePreset(steps=20, tokens=1024, eval_every=10, alpha=50.0))
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", TEST_PRESET)
     model = str(tiny_model_dir("bert"))
 
     def interrupted_embed(*args, **kwargs):

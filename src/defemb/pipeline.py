@@ -35,14 +35,15 @@ from defemb.replace import ReplaceConfig, replace, replaced_table
 @dataclass(frozen=True)
 class PipelinePreset:
     steps: int
+    warmup: int  # then cosine decay to 0 at the last step
     tokens: int
     eval_every: int
     alpha: float  # the rarest alpha % of the vocabulary that the corpus covers are replaced
 
 
 PIPELINE_PRESETS = {
-    "quickstart": PipelinePreset(steps=200, tokens=4096, eval_every=50, alpha=20.0),
-    "full": PipelinePreset(steps=5000, tokens=4096, eval_every=250, alpha=20.0),
+    "quickstart": PipelinePreset(steps=200, warmup=20, tokens=4096, eval_every=50, alpha=20.0),
+    "full": PipelinePreset(steps=5000, warmup=250, tokens=4096, eval_every=250, alpha=20.0),
 }
 SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
 NUMBERS_ALL = "numbers_all.json"
@@ -92,7 +93,7 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
             print(f"  bf16 autocast {'on' if bf16 else 'off'}: measured {bf16_speedup():.2f}x the float32 speed here",
                   flush=True)
             config = TrainConfig(model=model, corpus=str(paths["corpus"]), steps=settings.steps,
-                                 tokens=settings.tokens, eval_every=settings.eval_every,
+                                 warmup=settings.warmup, tokens=settings.tokens, eval_every=settings.eval_every,
                                  save_every=settings.eval_every, bf16=bf16, seed=seed)
             train(config, paths["train"])
     if _stage("embed", emb.exists()):
@@ -147,9 +148,10 @@ def numbers_all_line(path: Path) -> str:
 def validation_line(run: Path) -> str:
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     start = next(m for m in metrics if m.get("event") == "start")
-    last = [m for m in metrics if "train_mse" in m][-1]
-    return (f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, "
-            f"trained model {last['valid_mse']:.4f} after {last['step']} steps.")
+    summary = json.loads((run / "summary.json").read_text())
+    kept = f"the weights of step {summary['best_step']} kept" if summary.get("best_step") else "the last weights kept"
+    return (f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, trained model "
+            f"{summary['best_valid_mse']:.4f} at best, after {summary['steps']} steps ({kept}).")
 
 
 def before_after(before: Path, after: Path, run: Path, sections: list = ()) -> str:

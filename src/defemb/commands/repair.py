@@ -35,14 +35,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not (args.model and args.corpus and args.out):
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
         fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "steps", "warmup", "tokens", "lr",
-                                               "head_lr_scale", "grad_accum", "eval_every", "save_every",
+                                               "head_lr_scale", "schedule", "grad_accum", "eval_every", "save_every",
                                                "patience", "train_embeddings", "bf16", "device", "seed",
                                                "trust_remote_code")}
         if args.no_warm_start:
             fields["warm_start"] = False
-        summary = train(TrainConfig(model=args.model, corpus=args.corpus, **fields), args.out, args.force)
+        summary = train(TrainConfig(model=args.model, corpus=args.corpus, keep_best=not args.keep_last, **fields),
+                        args.out, args.force)
         out = args.out
-    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² {summary['best_valid_mse']:.4f} -> {out}")
+    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² {summary['best_valid_mse']:.4f}; weights "
+          f"written: {summary['weights']} -> {out}")
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -95,10 +97,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", default="mimic", help="mimic | lm (the paper's w/o-mimicking ablation)")
     for name, kind in (("steps", int), ("warmup", int), ("tokens", int), ("lr", float), ("head-lr-scale", float)):
         p.add_argument(f"--{name}", type=kind, help="override the preset")
+    p.add_argument("--schedule", choices=["inverse_sqrt", "linear", "cosine", "constant"],
+                   help="after the warm-up: the paper's inverse_sqrt, linear or cosine decay to 0 at the last step, "
+                   "or constant (default: the preset's; small: cosine)")
     p.add_argument("--grad-accum", type=int, default=1, help="batches whose gradients add up to one update")
     p.add_argument("--eval-every", type=int, default=200, help="validate every N updates")
     p.add_argument("--save-every", type=int, default=200, help="write the resumable checkpoint every N updates")
     p.add_argument("--patience", type=int, default=0, help="early stop after N evaluations without improvement")
+    p.add_argument("--keep-last", action="store_true", help="write the last step's weights (default: those of the "
+                   "best validation)")
     p.add_argument("--train-embeddings", action="store_true", help="also update the token tables")
     p.add_argument("--no-warm-start", action="store_true", help="do not fit W by ridge least squares first")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (fast on CPUs with "

@@ -40,6 +40,7 @@ from defemb.outputs import check_writable, move_into_place, write_json_atomic
 from defemb.seeding import seed_everything
 
 RIDGE_EXAMPLES = 4096  # prompts sampled across the corpus (its order is alphabetical) for the warm start
+BEST = "best.safetensors"  # weights of the best validation so far, in the run being written
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths, × mean eigenvalue of HᵀH; one is picked on held-out rows
 
 
@@ -97,6 +98,7 @@ class Trainer:
         self._freeze_tables()
         self.optimizer, self.scheduler = self._optimiser()
         self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
+        self.best_step: int | None = None
 
     # ----------------------------------------------------------------------------------------- set-up
     def _freeze_tables(self) -> None:
@@ -120,16 +122,7 @@ class Trainer:
             optimizer = Adafactor(groups, lr=c.lr, scale_parameter=False, relative_step=False, warmup_init=False)
         else:
             optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=0.01)
-        warmup = c.warmup
-
-        def factor(step: int) -> float:
-            if c.schedule == "constant":
-                return 1.0
-            if warmup and step < warmup:
-                return max(step, 1) / warmup
-            return math.sqrt(max(warmup, 1) / max(step, 1)) if step >= max(warmup, 1) else 1.0
-
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(c, step))
 
     # ------------------------------------------------------------------------------------------ steps
     def _examples(self, records: list[dict], generator: torch.Generator, strategy=None):
@@ -208,6 +201,14 @@ class Trainer:
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
+    def save_best(self) -> None:
+        """Keep the weights of the best validation so far (``best.safetensors``, atomic): `finish` writes them."""
+        if self.rank != 0 or not self.config.keep_best:
+            return
+        tmp = self.run_dir / ".best.tmp.safetensors"
+        save_model(self.model, tmp)
+        os.replace(tmp, self.run_dir / BEST)
+
     def save_checkpoint(self) -> None:
         if self.rank != 0:
             return
@@ -216,7 +217,7 @@ class Trainer:
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         save_file({"cpu_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
         state = {"step": self.step, "epoch": self.epoch, "position": self.position, "best": self.best,
-                 "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
+                 "best_step": self.best_step, "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
         (tmp / "state.json").write_text(json.dumps(state))
         move_into_place(tmp, self.run_dir / "checkpoint")
 
@@ -233,6 +234,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
             self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
+            self.best_step = state.get("best_step")
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
@@ -283,7 +285,9 @@ class Trainer:
                              seconds=round(elapsed, 2))
                     window = []
                     self.bad_evals = 0 if valid < self.best else self.bad_evals + 1
-                    self.best = min(self.best, valid)
+                    if valid < self.best:
+                        self.best, self.best_step = valid, self.step
+                        self.save_best()
                     if c.patience and self.bad_evals >= c.patience:
                         self.save_checkpoint()
                         progress.close()
@@ -328,14 +332,32 @@ class Trainer:
 
     def finish(self, early_stop: bool) -> dict:
         """Write the trained body, W and the summary, then rename the run into place (replacing an old one)."""
-        summary = {"steps": self.step, "best_valid_mse": self.best, "early_stop": early_stop}
+        kept = self.config.keep_best and self.best_step is not None
+        summary = {"steps": self.step, "best_valid_mse": self.best, "best_step": self.best_step,
+                   "weights": f"best (step {self.best_step})" if kept else "last", "early_stop": early_stop}
         if self.rank == 0:
+            if kept:  # the body and W of the best validation, not of the last step
+                load_model(self.model, self.run_dir / BEST)
+                (self.run_dir / BEST).unlink()
             self.loaded.model.save_pretrained(self.run_dir / "model")
             self.loaded.tokenizer.save_pretrained(self.run_dir / "model")
             save_file({"weight": self.model.head.weight.detach().cpu().contiguous()}, self.run_dir / "head.safetensors")
             write_json_atomic(self.run_dir / "summary.json", summary)
             move_into_place(self.run_dir, self.out)
         return summary
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """The learning rate at ``step`` as a share of the peak: linear warm-up, then the schedule's decay."""
+    warmup, steps = config.warmup, config.steps
+    if config.schedule == "constant":
+        return 1.0
+    if warmup and step < warmup:
+        return max(step, 1) / warmup
+    if config.schedule == "inverse_sqrt":
+        return math.sqrt(max(warmup, 1) / max(step, 1))
+    done = min((step - warmup) / max(steps - warmup, 1), 1.0)  # share of the decay behind us
+    return 1.0 - done if config.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 @contextlib.contextmanager
