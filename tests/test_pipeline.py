@@ -89,7 +89,8 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     assert "Extension: new tokens and their nearest old tokens" in page and "gardenpark" in page
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
     assert len(replaced) > 1
-    assert json.loads((out / "model" / "defemb.json").read_text())["numbers"] == "within"  # the paper's rule
+    written = json.loads((out / "model" / "defemb.json").read_text())
+    assert written["numbers"] == "within" and written["spread"] == "directions"  # the paper's rule, calibrated
     assert "`replace --numbers all`" in report  # the all-numbers variant is measured beside it
     before = json.loads((out / "before" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
     after = json.loads((out / "after" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]

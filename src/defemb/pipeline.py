@@ -125,9 +125,11 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
 
 def replace_config(model: str, emb: Path, corpus: Path, alpha: float, ranking: str | None) -> ReplaceConfig:
     """V_task = the corpus's own tokens; the rarest alpha % of the vocabulary that have a row are replaced,
-    numbers among them as the paper's rule picks them (all numbers as one set is reported beside it)."""
+    numbers among them as the paper's rule picks them (all numbers as one set is reported beside it), each
+    band's spread restored along its own directions (``--spread directions``: the calibration that measured
+    best, docs/results.md; the paper writes the shrunken rows as they are)."""
     return ReplaceConfig(model=model, embeddings=str(emb), task_data=[str(corpus / "train.jsonl")], alpha=alpha,
-                         ranking=ranking)
+                         ranking=ranking, spread="directions")
 
 
 def numbers_all(config: ReplaceConfig) -> dict:
