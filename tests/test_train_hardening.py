@@ -115,7 +115,7 @@ def test_a_run_directory_needs_a_folder_name(name):
 @pytest.mark.parametrize("option, value", [
     ("--seed", "-1"), ("--warmup", "-1"), ("--patience", "-1"), ("--steps", "0"), ("--tokens", "0"), ("--lr", "0"),
     ("--lr", "nan"), ("--lr", "inf"), ("--head-lr-scale", "-1"), ("--grad-accum", "0"), ("--eval-every", "0"),
-    ("--save-every", "-3"),
+    ("--save-every", "-3"), ("--max-valid", "0"),
 ])
 def test_nonsense_training_options_are_refused(tmp_path, capsys, option, value):
     out = tmp_path / "run"
