@@ -288,3 +288,34 @@ def test_extend_init_baselines_on_the_same_words(trained_run, tmp_path, family, 
                 np.testing.assert_allclose(get_table(extended.model, table)[int(r["id"])], want, rtol=1e-5,
                                            atol=1e-6)
     assert json.loads((tmp_path / "resize" / "defemb.json").read_text())["init"] == "resize"
+
+
+def test_senses_average_the_rows_predicted_from_each_definition(trained_run, tmp_path, capsys):
+    """--senses K: a word's row is the mean of the rows predicted from its first K definitions (desc_init reads
+    the same K definitions); with K = 1 only the first counts."""
+    model, run = trained_run("bert")
+    second = "a place of trees and grass where children play"
+    entities = tmp_path / "senses.tsv"
+    entities.write_text(f"gardenpark\tnoun\t{NEW['gardenpark']}\ngardenpark\tnoun\t{second}\n"
+                        f"gardenpark\tnoun\ta third sense never read\n", encoding="utf-8")
+    words = tmp_path / "words.txt"
+    words.write_text("gardenpark\n", encoding="utf-8")
+    one, two = (expected_row(run, "gardenpark", d) for d in (NEW["gardenpark"], second))
+    for senses, want in ((1, one), (2, (one + two) / 2)):
+        out = tmp_path / f"senses-{senses}"
+        assert main(["extend", model, "--run", str(run), "--words", str(words), "--entities", str(entities),
+                     "--senses", str(senses), "--out", str(out)]) == 0
+        with open(out / "added.tsv", encoding="utf-8") as handle:
+            (row,) = list(csv.DictReader(handle, delimiter="\t"))
+        assert row["senses"] == str(senses) and row["definition"] == NEW["gardenpark"]
+        np.testing.assert_allclose(get_table(load_model(str(out)).model)[int(row["id"])], want, rtol=1e-4, atol=1e-5)
+    out = tmp_path / "desc"
+    assert main(["extend", model, "--run", str(run), "--words", str(words), "--entities", str(entities),
+                 "--senses", "2", "--init", "desc_init", "--out", str(out)]) == 0
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    E = get_table(load_model(model).model)
+    text = tokenizer(f"{NEW['gardenpark']} {second}", add_special_tokens=False)["input_ids"]
+    np.testing.assert_allclose(get_table(load_model(str(out)).model)[len(tokenizer)], E[text].mean(axis=0), atol=1e-6)
+    assert main(["extend", model, "--run", str(run), "--words", str(words), "--senses", "0", "--out",
+                 str(tmp_path / "never")]) == 2
+    assert "--senses must be at least 1" in capsys.readouterr().err

@@ -33,7 +33,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
     config = ExtendConfig(
         model=args.model, run=args.run, task_data=args.task_data or [], words=args.words,
         sources=args.source or ([] if args.entities else ["gcide"]), entities=args.entities,
-        min_count=args.min_count, max_words=args.max_words, table=args.table, init=args.init,
+        min_count=args.min_count, max_words=args.max_words, senses=args.senses, table=args.table, init=args.init,
         trust_remote_code=args.trust_remote_code,
     )
     _report(extend(config, None if args.dry_run else args.out, force=args.force, dry_run=args.dry_run),
@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-count", type=int, default=2, help="occurrences a word needs in the task data "
                    "(default 2)")
     p.add_argument("--max-words", type=int, help="add at most this many words, most frequent first")
+    p.add_argument("--senses", type=int, default=5, help="definitions per word (in source order) whose predicted "
+                   "rows are averaged (default 5; 1: the first only)")
     p.add_argument("--table", help="input | encoder | decoder (default: the table the run was trained on)")
     p.add_argument("--init", default="definitionemb", choices=["definitionemb", "pieces", "desc_init", "resize"],
                    help="rows of the new tokens: definitionemb (default), or a baseline on the same words for "

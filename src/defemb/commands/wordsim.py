@@ -14,6 +14,8 @@ def register(subparsers) -> None:
                    "desc_init, definitionemb; scored on all pairs and on the pairs holding a new word")
     p.add_argument("--source", action="append", help="definitions of the new words with --add-tokens RUN, as in "
                    "`corpus build` (repeatable; default gcide)")
+    p.add_argument("--senses", type=int, default=1, help="with --add-tokens RUN: definitions per new word whose "
+                   "predicted rows are averaged (default 5)")
     p.add_argument("--min-pairs", type=int, default=20,
                    help="pairs with a new word a set needs to be scored on them (default 20)")
     p.add_argument("--sets", nargs="+", metavar="DIR|FILE",
@@ -32,7 +34,7 @@ def cmd_wordsim(args: argparse.Namespace) -> None:
 
     config = WordsimConfig(models=args.models or [], sets=args.sets, table=args.table,
                            trust_remote_code=args.trust_remote_code, add_tokens=args.add_tokens,
-                           sources=args.source or ["gcide"], min_pairs=args.min_pairs)
+                           sources=args.source or ["gcide"], min_pairs=args.min_pairs, senses=args.senses)
     run_wordsim(config, args.out, force=args.force)
     records = [r for r in read_records(args.out) if r.evaluator == EVALUATOR]
     ok = [r for r in records if r.status == "ok"]

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from defemb.errors import DefembError, quote
 from defemb.evaluation.records import RunRecord, error_line, finished, open_out, parse_model_specs, write_record
+from defemb.extend import SENSES
 from defemb.frequency import encoder
 from defemb.models import TABLES, get_table, load_model, resolve_model_name
 from defemb.tokens import surface
@@ -234,6 +235,7 @@ class WordsimConfig:
     sources: list[str] = field(default_factory=lambda: ["gcide"],
                                metadata={"help": "definitions of the new words when add_tokens is a run"})
     min_pairs: int = field(default=20, metadata={"help": "pairs with a new word a set needs to be scored on them"})
+    senses: int = field(default=SENSES, metadata={"help": "definitions averaged per new word when add_tokens is a run"})
 
     def __post_init__(self) -> None:
         if self.table not in TABLES:
@@ -308,7 +310,7 @@ def run_added_words(config: WordsimConfig, out: str | Path, force: bool = False)
         ext = extension_from_checkpoint(path, config.trust_remote_code)
     else:
         words = sorted({w for s in sets for pair in s.pairs for w in pair})
-        ext = extension_from_run(path, words, config.sources, config.trust_remote_code)
+        ext = extension_from_run(path, words, config.sources, config.trust_remote_code, config.senses)
     tokenizer = ext.base.tokenizer
     key = normaliser(tokenizer)
     index = {w: k for k, w in enumerate(ext.words)}
