@@ -46,7 +46,7 @@ from transformers.utils import logging as hf_logging
 
 from defemb.analysis.neighbours import nearest_neighbours
 from defemb.analysis.projection import printable
-from defemb.config import CorpusConfig
+from defemb.config import SENSES, CorpusConfig
 from defemb.corpus.build import Tokenizing, make_records
 from defemb.dictionaries import Entry, SkipLog, read_source
 from defemb.embeddings import EMBEDDING_TABLES
@@ -70,7 +70,6 @@ from defemb.replace import task_texts
 
 WORD = re.compile(r"(?<!\w)[^\W\d_]+(?!\w)")  # letters only, not glued to digits or underscores
 NEIGHBOURS = 5
-SENSES = 5  # definitions averaged per new word: 1 -> 5 raised word similarity on new-word pairs 0.406 -> 0.535
 INITIALISATIONS = ("resize", "pieces", "desc_init", "definitionemb")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.config import SENSES
+
 
 def _report(summary: dict, out: str | None) -> None:
     counts = ", ".join(f"{k.replace('_', ' ')} {summary[k]}" for k in
@@ -62,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-count", type=int, default=2, help="occurrences a word needs in the task data "
                    "(default 2)")
     p.add_argument("--max-words", type=int, help="add at most this many words, most frequent first")
-    p.add_argument("--senses", type=int, default=5, help="definitions per word (in source order) whose predicted "
-                   "rows are averaged (default 5; 1: the first only)")
+    p.add_argument("--senses", type=int, default=SENSES, help="definitions per word (in source order) whose predicted "
+                   "rows are averaged (default %(default)s; 1: the first only)")
     p.add_argument("--table", help="input | encoder | decoder (default: the table the run was trained on)")
     p.add_argument("--init", default="definitionemb", choices=["definitionemb", "pieces", "desc_init", "resize"],
                    help="rows of the new tokens: definitionemb (default), or a baseline on the same words for "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.config import SENSES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("wordsim", help="word similarity: Spearman ρ of mean token rows vs human scores")
@@ -14,8 +16,8 @@ def register(subparsers) -> None:
                    "desc_init, definitionemb; scored on all pairs and on the pairs holding a new word")
     p.add_argument("--source", action="append", help="definitions of the new words with --add-tokens RUN, as in "
                    "`corpus build` (repeatable; default gcide)")
-    p.add_argument("--senses", type=int, default=1, help="with --add-tokens RUN: definitions per new word whose "
-                   "predicted rows are averaged (default 5)")
+    p.add_argument("--senses", type=int, default=SENSES, help="with --add-tokens RUN: definitions per new word whose "
+                   "predicted rows are averaged (default %(default)s)")
     p.add_argument("--min-pairs", type=int, default=20,
                    help="pairs with a new word a set needs to be scored on them (default 20)")
     p.add_argument("--sets", nargs="+", metavar="DIR|FILE",

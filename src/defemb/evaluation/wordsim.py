@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from defemb.config import SENSES
 from defemb.errors import DefembError, quote
 from defemb.evaluation.records import RunRecord, error_line, finished, open_out, parse_model_specs, write_record
-from defemb.extend import SENSES
 from defemb.frequency import encoder
 from defemb.models import TABLES, get_table, load_model, resolve_model_name
 from defemb.tokens import surface
@@ -245,6 +245,8 @@ class WordsimConfig:
                 raise DefembError("--add-tokens scores one model's new words four ways; leave out --models")
             if self.min_pairs < 2:
                 raise DefembError(f"--min-pairs must be at least 2 (got {self.min_pairs})")
+            if self.senses < 1:
+                raise DefembError(f"--senses must be at least 1 (got {self.senses})")
         elif not self.models:
             raise DefembError("--models: name at least one model (or --add-tokens RUN|CHECKPOINT)")
 
