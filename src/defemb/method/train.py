@@ -338,12 +338,12 @@ class Trainer:
         if self.rank == 0:
             if kept:  # the body and W of the best validation, not of the last step
                 load_model(self.model, self.run_dir / BEST)
-                (self.run_dir / BEST).unlink()
             self.loaded.model.save_pretrained(self.run_dir / "model")
             self.loaded.tokenizer.save_pretrained(self.run_dir / "model")
             save_file({"weight": self.model.head.weight.detach().cpu().contiguous()}, self.run_dir / "head.safetensors")
             write_json_atomic(self.run_dir / "summary.json", summary)
             move_into_place(self.run_dir, self.out)
+            (self.out / BEST).unlink(missing_ok=True)  # removed only now: a crash before the move can redo finish
         return summary
 
 
