@@ -358,15 +358,17 @@ def added_tsv(tokenizer, new: list[NewWord], ids: np.ndarray, near: np.ndarray) 
     return handle.getvalue()
 
 
-def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dry_run: bool = False) -> dict:
-    """Write the extended checkpoint to ``out`` (or, with ``dry_run``, only plan); returns the summary."""
+def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dry_run: bool = False,
+           plan: Plan | None = None) -> dict:
+    """Write the extended checkpoint to ``out`` (or, with ``dry_run``, only plan); returns the summary.
+    ``plan``: one `plan_extension` already made for this config (the sources are not read again)."""
     if not dry_run:
         if out is None:
             raise DefembError("--out is needed (or --dry-run to only list the words)")
         check_writable(out, force)
     tokenizer = load_tokenizer(config.model, config.trust_remote_code)
     run_config = run_tokenizer_check(config.run, tokenizer)
-    plan = plan_extension(config, tokenizer)
+    plan = plan or plan_extension(config, tokenizer)
     summary: dict[str, Any] = {"model": config.model, "run": str(config.run), **plan.counts(),
                                "no_definition_words": plan.undefined, "config": dataclasses.asdict(config)}
     if dry_run:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from defemb.errors import DefembError
-from defemb.extend import INITIALISATIONS, ExtendConfig, extend
+from defemb.extend import INITIALISATIONS, ExtendConfig, extend, plan_extension
+from defemb.models import load_tokenizer
 from defemb.outputs import write_json_atomic, write_text_atomic
 
 MAX_WORDS = 2000  # new tokens at most: enough to score every set, a minute of prediction on 2 cores
@@ -56,12 +57,12 @@ def run_extension(out: Path, model: str, run: Path, source: str, sets: Path | No
     words_file = out / "extend_words.txt"
     write_text_atomic(words_file, "".join(f"{w}\n" for w in word_list(sets)))
     config = ExtendConfig(model=model, run=str(run), words=str(words_file), sources=[source], max_words=MAX_WORDS)
-    planned = extend(config, None, dry_run=True)
-    if not planned["added"]:
-        summary = {k: v for k, v in planned.items() if k != "words"}
+    plan = plan_extension(config, load_tokenizer(model))  # read the sources once, for both outcomes
+    if not plan.words:
+        summary = {**plan.counts(), "no_definition_words": plan.undefined}
         write_json_atomic(out / SKIPPED, summary)
         return summary
-    return extend(config, out / "extended")
+    return extend(config, out / "extended", plan=plan)
 
 
 def score_extension(extended: Path, sets: Path, out: Path) -> list:
