@@ -382,7 +382,8 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
     target = load_model(config.model, trust_remote_code=config.trust_remote_code)
     _check_table(target, table, run_table, rows.shape[1])
     old_size = len(target.tokenizer)
-    tokenizer = copy.deepcopy(target.tokenizer)  # desc_init reads the definitions with the original vocabulary
+    # desc_init reads the definitions with the original vocabulary, so it needs the tokenizer before the new words
+    tokenizer = copy.deepcopy(target.tokenizer) if config.init == "desc_init" else None
 
     def rows_for(E: np.ndarray) -> np.ndarray:  # a baseline on the very words DefinitionEMB would add
         return rows if config.init == "definitionemb" else initial_rows(config.init, E[:old_size], tokenizer, new)
