@@ -364,3 +364,19 @@ def test_bf16_autocast_still_learns_and_is_recorded(tmp_path, tiny_model_dir, li
                                         tmp_path / "out")
     assert torch.bfloat16 in linear_dtypes and record.config["training"]["bf16"] is True
     assert record.metrics["dev/accuracy"] >= 0.8
+
+
+@_needs(DATA / "glue-rte")
+def test_resume_without_data_when_it_is_found_by_name(tmp_path, tiny_model_dir, monkeypatch):
+    """`--data DIR` then a rerun that finds DIR by name are the same setting: the rerun resumes."""
+    monkeypatch.setattr(cls, "run_models", lambda *args, **kwargs: [])
+    bert = str(tiny_model_dir("bert"))
+    out = tmp_path / "out"
+    evaluate_classification(ClassificationConfig(task="rte", models=[bert], data=str(DATA / "glue-rte")), out)
+    monkeypatch.setenv("DEFEMB_DATA", str(DATA))
+    evaluate_classification(ClassificationConfig(task="rte", models=[bert]), out)  # found by name: resumes
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["data"] == str((DATA / "glue-rte").resolve())
+    copy = shutil.copytree(DATA / "glue-rte" / "glue-format", tmp_path / "rte" / "glue-format")
+    with pytest.raises(DefembError, match="other settings"):  # another folder is still another setting
+        evaluate_classification(ClassificationConfig(task="rte", models=[bert], data=str(copy.parent)), out)

@@ -454,13 +454,20 @@ def run_models(specs: list[ModelSpec], paths: list[str], seeds: list[int], task:
     return records
 
 
+def resolved_settings(settings: dict[str, Any], task: Task) -> dict[str, Any]:
+    """The settings an --out folder is resumed by, with the dataset folder as found: `--data X` and letting
+    defemb find X by name are one setting, so a rerun without --data resumes instead of refusing."""
+    return {**settings, "data": str(Path(task.data_dir).resolve())}
+
+
 def evaluate_classification(config: ClassificationConfig, out: str | Path, force: bool = False) -> list[RunRecord]:
     """Check everything (task files, every model, out), then run each (model, seed); returns all records."""
     task = load_task(config.task, config.data)
     specs = parse_model_specs(config.models)
     paths = [check_model(spec.path, config.trust_remote_code) for spec in specs]
     assert config.training is not None
-    out = open_out(out, config.to_dict(), force, free=("models", "seeds", "save_models"), what="classification")
+    out = open_out(out, resolved_settings(config.to_dict(), task), force, free=("models", "seeds", "save_models"),
+                   what="classification")
     return run_models(specs, paths, config.seeds, task, config.training, out, ("dev", "test"), config.save_models,
                       config.trust_remote_code)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from defemb.errors import DefembError, quote
-from defemb.evaluation.classification import PRIMARY, TrainingConfig, check_model, run_models
+from defemb.evaluation.classification import PRIMARY, TrainingConfig, check_model, resolved_settings, run_models
 from defemb.evaluation.classification import training_config as default_training
 from defemb.evaluation.records import ModelSpec, RunRecord, open_out, parse_seeds, refuse_repeats
 from defemb.evaluation.tasks import check_task_name, load_task
@@ -150,7 +150,8 @@ def tune_alpha(config: TuneAlphaConfig, out: str | Path, force: bool = False) ->
     if not Path(config.embeddings).is_file():
         raise DefembError(f"definition-embeddings file '{config.embeddings}' does not exist")
     assert config.training is not None
-    out = open_out(out, config.to_dict(), force, free=("grid", "blends", "seeds"), what="tune-alpha")
+    out = open_out(out, resolved_settings(config.to_dict(), task), force, free=("grid", "blends", "seeds"),
+                   what="tune-alpha")
 
     specs, paths, replaced = [ModelSpec(REFERENCE, config.model)], [path], {}
     for alpha, blend in config.settings():  # every checkpoint first: a mismatched file fails before training
