@@ -111,3 +111,22 @@ def test_command_single_pair(pair, tmp_path, capsys):
     (record,) = read_records(out)
     assert record.label == "noisy" and record.seed is None and record.metrics["rare/knn_overlap"] < 0.9
     assert main(["evaluate", "drift", "--out", str(tmp_path / "o2")]) == 2  # neither a pair nor --results
+
+
+def test_an_extend_output_as_start_reports_its_added_tokens_as_a_group(tiny_model_dir, tmp_path):
+    """Fine-tuning moved only the added rows: the "added" group says so, the bands' union ("all") barely."""
+    before = tiny_model_dir("gpt2", fresh=True)
+    added = np.array([3, 40, 77, 91])
+    (before / "added.tsv").write_text("word\tid\n" + "".join(f"w{i}\t{i}\n" for i in added), encoding="utf-8")
+    loaded = load_model(str(before))
+    E = get_table(loaded.model)
+    E[added] += 5.0 * np.random.default_rng(1).normal(size=(len(added), E.shape[1])).astype(np.float32)
+    set_table(loaded.model, E)
+    after = tmp_path / "after"
+    save_model(loaded, after)
+    record = drift_record(DriftConfig(model_a=str(before), model_b=str(after)), "x")
+    assert record.status == "ok", record.error
+    assert record.metrics["added/relative_displacement"] > 10 * record.metrics["all/relative_displacement"] > 0
+    assert record.metrics["added/knn_overlap"] < 1.0
+    plain = drift_record(DriftConfig(model_a=str(after), model_b=str(after)), "y")
+    assert not any(name.startswith("added/") for name in plain.metrics)

@@ -71,6 +71,7 @@ from defemb.replace import task_texts
 WORD = re.compile(r"(?<!\w)[^\W\d_]+(?!\w)")  # letters only, not glued to digits or underscores
 NEIGHBOURS = 5
 INITIALISATIONS = ("resize", "pieces", "desc_init", "definitionemb")
+ADDED_FILE = "added.tsv"  # one row per word an `extend` output added
 
 
 @dataclass
@@ -395,7 +396,7 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
                    first_id=int(ids.min()), vocabulary=len(target.tokenizer), **placed)
     with atomic_dir(out, force) as tmp:
         save_model(target, tmp)
-        write_text_atomic(tmp / "added.tsv", added_tsv(target.tokenizer, new, ids, near))
+        write_text_atomic(tmp / ADDED_FILE, added_tsv(target.tokenizer, new, ids, near))
         write_json_atomic(tmp / "defemb.json", summary)
     return summary
 
@@ -448,12 +449,22 @@ def initialisations(ext: Extension) -> dict[str, np.ndarray]:
             "desc_init": definition_mean_rows(E, ext.base.tokenizer, ext.definitions), "definitionemb": ext.rows}
 
 
+def read_added(path: str | Path) -> list[dict[str, str]]:
+    """The rows of an `extend` output's ``added.tsv`` (word, id, pieces, definition, ...)."""
+    with open(Path(path) / ADDED_FILE, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def added_ids(path: str | Path) -> np.ndarray:
+    """The token ids an `extend` output added, in ``added.tsv`` order."""
+    return np.array([int(row["id"]) for row in read_added(path)], dtype=np.int64)
+
+
 def extension_from_checkpoint(path: str | Path, trust_remote_code: bool = False) -> Extension:
     """The words an `extend` output added, their rows read back from its table."""
     path = Path(path)
     summary = json.loads((path / "defemb.json").read_text(encoding="utf-8"))
-    with open(path / "added.tsv", encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+    rows = read_added(path)
     extended = load_model(str(path), trust_remote_code=trust_remote_code)
     ids = [int(r["id"]) for r in rows]
     return _extension(load_model(summary["model"], trust_remote_code=trust_remote_code), summary["table"],

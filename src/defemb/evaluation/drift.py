@@ -2,9 +2,10 @@
 
 `defemb.analysis.drift.drift` does the measuring; this module turns its result into a `RunRecord`
 (``<band>/relative_displacement``, ``<band>/knn_overlap``, ``<band>/isotropy_change`` for the frequent,
-medium and rare bands and all tokens; primary ``rare/knn_overlap``: how much of the rare tokens'
-neighbourhoods survive, paper Fig. 2/6), and measures every model a classification run saved
-(``OUT/<label>/seed-<s>/model``) against the checkpoint it started from (its record's ``model``).
+medium and rare bands, all tokens and, for a `defemb extend` start, ``added``: its new tokens; primary
+``rare/knn_overlap``: how much of the rare tokens' neighbourhoods survive, paper Fig. 2/6),
+and measures every model a classification run saved (``OUT/<label>/seed-<s>/model``) against the
+checkpoint it started from (its record's ``model``).
 """
 
 from __future__ import annotations

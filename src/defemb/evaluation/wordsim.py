@@ -298,17 +298,17 @@ def run_added_words(config: WordsimConfig, out: str | Path, force: bool = False)
     """One record per initialisation of the new words (`defemb.extend.INITIALISATIONS`): every set on all its
     pairs, and on the pairs holding a new word (``SET/new/...``, primary ``new/mean/spearman``). Words that
     were not added keep the mean of their token rows, the same in every record."""
-    from defemb.extend import extension_from_checkpoint, extension_from_run, initialisations, normaliser
+    from defemb.extend import ADDED_FILE, extension_from_checkpoint, extension_from_run, initialisations, normaliser
 
     path = Path(config.add_tokens)
-    if not (path / "added.tsv").is_file() and not (path / "head.safetensors").is_file():
+    if not (path / ADDED_FILE).is_file() and not (path / "head.safetensors").is_file():
         raise DefembError(f"--add-tokens '{path}' is neither a `defemb extend` checkpoint (added.tsv) nor a "
                           "finished training run (head.safetensors)")
     sets = read_sets(config.sets)
     settings = {**asdict(config), "sets": [s.path for s in sets]}
     open_out(out, settings, force, free=("trust_remote_code",), what=EVALUATOR)
     start = time.perf_counter()
-    if (path / "added.tsv").is_file():
+    if (path / ADDED_FILE).is_file():
         ext = extension_from_checkpoint(path, config.trust_remote_code)
     else:
         words = sorted({w for s in sets for pair in s.pairs for w in pair})
