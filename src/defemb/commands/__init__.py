@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 TOP: list[str] = ["diagnose", "corpus", "repair", "extend", "results", "tune_alpha"]
-EVALUATE: list[str] = ["classification", "wordsim", "probe", "drift", "summarization", "lm"]
+EVALUATE: list[str] = ["classification", "wordsim", "probe", "drift", "summarization", "lm", "lm_finetune", "generate"]
 
 
 def common_options(p: argparse.ArgumentParser, ranking: bool = True) -> None:
