@@ -65,13 +65,18 @@ def move_into_place(tmp: Path, final: Path) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file via a temporary sibling and rename (no half-written file on interruption)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file (a PNG, UTF-8 text) via a temporary sibling and rename."""
     path = Path(path)
     if path.is_dir():  # --force replaces a file, never a folder
         raise DefembError(f"cannot write '{path}': it is a directory; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:

@@ -138,22 +138,29 @@ def word_examples(documents: list[str], words: list[str], per_word: int) -> list
     return examples
 
 
-@torch.no_grad()
-def token_nll(model, batch: list[list[int]], pad_id: int) -> list[np.ndarray]:
-    """For each id sequence, the NLL (nats) of tokens 1..n-1 given those before (length n-1)."""
+def pad_batch(batch: list[list[int]], pad_id: int, device: torch.device | str = "cpu"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id sequences right-padded to one width: (input_ids, attention_mask), both (B, T)."""
     width = max(len(ids) for ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, ids in enumerate(batch):
         input_ids[row, : len(ids)] = torch.tensor(ids)
         mask[row, : len(ids)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def token_nll(model, batch: list[list[int]], pad_id: int) -> list[np.ndarray]:
+    """For each id sequence, the NLL (nats) of tokens 1..n-1 given those before (length n-1)."""
+    input_ids, mask = pad_batch(batch, pad_id, model.device)
     logits = model(input_ids=input_ids, attention_mask=mask).logits.float()  # (B, T, V)
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    nll = -logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+    nll = -logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1).cpu()  # (B, T-1)
     return [nll[row, : len(ids) - 1].numpy() for row, ids in enumerate(batch)]
 
 
-def _prefix(tokenizer) -> list[int]:
+def start_ids(tokenizer) -> list[int]:
     """What the tokenizer puts before a text (Llama: <s>); without it, BOS (or EOS) so the first token is scored."""
     start = special_frame(tokenizer)[0]
     if start:
@@ -163,7 +170,7 @@ def _prefix(tokenizer) -> list[int]:
 
 
 def score_documents(model, tokenizer, documents: list[str], max_length: int, rare: set[int], batch_size: int) -> dict:
-    prefix = _prefix(tokenizer)
+    prefix = start_ids(tokenizer)
     pad_id = padding_id(tokenizer)
     bpb, per_token, rare_sum, rare_count, token_sum, token_count = [], [], 0.0, 0, 0.0, 0
     for start in range(0, len(documents), batch_size):
@@ -192,7 +199,7 @@ def score_documents(model, tokenizer, documents: list[str], max_length: int, rar
 
 def score_words(model, tokenizer, examples: list[tuple[str, str, int]], after: int, batch_size: int) -> dict:
     """NLL of each example's word (summed over its tokens) and mean NLL of the ≤ ``after`` tokens after it."""
-    prefix = _prefix(tokenizer)
+    prefix = start_ids(tokenizer)
     pad_id = padding_id(tokenizer)
     word_nll, after_nll = [], []
     for start in range(0, len(examples), batch_size):
