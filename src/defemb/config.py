@@ -172,6 +172,8 @@ class TrainConfig:
     train_embeddings: bool = False
     max_valid: int = field(default=2000, metadata={"help": "validation prompts used per evaluation"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the forward pass (AMX CPUs, GPUs)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute the body's activations in "
+                                                                  "the backward pass: less memory, more time"})
     device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: cuda when present)"})
     seed: int = 0
     trust_remote_code: bool = False

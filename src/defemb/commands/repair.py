@@ -36,8 +36,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
         fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "steps", "warmup", "tokens", "lr",
                                                "head_lr_scale", "schedule", "grad_accum", "eval_every", "save_every",
-                                               "max_valid", "patience", "train_embeddings", "bf16", "device", "seed",
-                                               "trust_remote_code")}
+                                               "max_valid", "patience", "train_embeddings", "bf16",
+                                               "gradient_checkpointing", "device", "seed", "trust_remote_code")}
         if args.no_warm_start:
             fields["warm_start"] = False
         summary = train(TrainConfig(model=args.model, corpus=args.corpus, keep_best=not args.keep_last, **fields),
@@ -112,6 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-warm-start", action="store_true", help="do not fit W by ridge least squares first")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (fast on CPUs with "
                    "AMX/AVX512-BF16 and on GPUs); weights, optimiser and loss stay float32")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute the body's activations "
+                   "during the backward pass: far less memory for large models or --tokens, about a third more time")
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: the GPU when there is one; one per rank)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, masking and batch order")
     p.add_argument("--force", action="store_true", help="replace an existing run directory (once the new run is done)")

@@ -96,6 +96,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(config.seed)
         self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator).to(self.device)
         self._freeze_tables()
+        if config.gradient_checkpointing:
+            self._checkpoint_activations()
         self.optimizer, self.scheduler = self._optimiser()
         self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
         self.best_step: int | None = None
@@ -111,6 +113,15 @@ class Trainer:
         output = self.loaded.model.get_output_embeddings()
         if output is not None:
             output.weight.requires_grad_(False)
+
+    def _checkpoint_activations(self) -> None:
+        """Recompute the body's layers in the backward pass (non-reentrant: correct although the frozen tables'
+        outputs need no gradient). Newer transformers 5.x name the switch activation_checkpointing_enable."""
+        model, options = self.loaded.model, {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
     def _optimiser(self):
         c = self.config
