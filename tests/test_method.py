@@ -144,6 +144,19 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights(tiny_model_d
     assert str(head.dtype) == "float32"
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_warm_start_fits_w_to_the_states_of_training_precision(tiny_model_dir, tmp_path, one_thread,
+                                                                   linear_dtypes, bf16):
+    """W is fitted to the hidden states training's forward will produce: bfloat16 ones with --bf16."""
+    from defemb.method.train import Trainer
+
+    model, corpus = _synonym_setting(tiny_model_dir, "bert", tmp_path)
+    trainer = Trainer(TrainConfig(model=str(model), corpus=str(corpus), steps=1, bf16=bf16), tmp_path / "run")
+    linear_dtypes.clear()
+    trainer.warm_start_head()
+    assert (torch.bfloat16 in linear_dtypes) is bf16
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, corpora, tmp_path, capsys):
     out = tmp_path / "run"

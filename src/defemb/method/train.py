@@ -180,6 +180,10 @@ class Trainer:
         self.model.train()
         return self._by_band(torch.cat(squared_all), torch.cat(targets))
 
+    def _precision(self) -> torch.autocast:
+        """The forward pass's precision: bfloat16 autocast with --bf16, else float32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
     @torch.no_grad()
     def warm_start_head(self) -> None:
         """W by ridge least squares on the frozen model's states at masked positions (METHOD lead): for
@@ -192,7 +196,8 @@ class Trainer:
         states, targets = [], []
         for start in range(0, len(picks), 64):
             batch = self._examples([self.train_records[i] for i in picks[start : start + 64]], generator, strategy)
-            states.append(self.model.hidden_states(batch).double())
+            with self._precision():  # the states training's forward produces, W is fitted to
+                states.append(self.model.hidden_states(batch).double())
             targets.append(self.targets[batch.targets].double())
         H, T = torch.cat(states), torch.cat(targets)  # (n, h_s), (n, h_e)
         cut = len(H) * 4 // 5
@@ -321,7 +326,7 @@ class Trainer:
             records = [self.train_records[i] for i in plan[self.position]]
             self.position += 1
             batch = self._examples(records, generator)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            with self._precision():
                 predictions = model(batch)  # through the DDP wrapper when distributed
             loss, squared = self._loss(predictions.float(), batch)
             (loss / self.config.grad_accum).backward()
