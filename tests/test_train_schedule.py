@@ -14,7 +14,7 @@ from defemb.config import TrainConfig
 from defemb.method import train as train_module
 from defemb.method.train import lr_factor
 
-SCRIPTED = {2: 0.5, 4: 0.1, 6: 0.9, 8: 0.8}  # validation at each evaluation: step 4 is the best, 8 the last
+SCRIPTED = {0: 1.0, 2: 0.5, 4: 0.1, 6: 0.9, 8: 0.8}  # validation at each evaluation: step 4 is the best, 8 the last
 
 
 def _config(schedule: str, steps: int = 1300, warmup: int = 100) -> TrainConfig:
@@ -78,3 +78,22 @@ def test_the_best_validation_weights_are_written(tiny_model_dir, corpora, tmp_pa
     assert summary["best_valid_mse"] == 0.1 and summary["best_step"] == 4
     assert summary["weights"] == ("last" if keep_last else "best (step 4)")
     assert not (out / "best.safetensors").exists()  # the copy is not left behind
+
+
+def test_the_warm_start_competes_for_the_best_weights(tiny_model_dir, corpora, tmp_path, monkeypatch):
+    """When no step of training beats the warm-started W, the run writes the warm start (step 0)."""
+    heads = {}
+    validate = train_module.Trainer.validate
+
+    def scripted(self):
+        scores = validate(self)
+        heads[self.step] = self.model.head.weight.detach().clone()  # step 0: the last call is after the warm start
+        return {**scores, "valid_mse": {**SCRIPTED, 0: 0.05}.get(self.step, scores["valid_mse"])}
+
+    monkeypatch.setattr(train_module.Trainer, "validate", scripted)
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_model_dir("bert")), "--corpus", str(corpora("bert")), "--out", str(out), "--steps",
+                 "4", "--eval-every", "2", "--tokens", "256", "--lr", "1e-3"]) == 0
+    torch.testing.assert_close(load_file(out / "head.safetensors")["weight"], heads[0], rtol=0, atol=0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_step"] == 0 and summary["weights"] == "best (step 0)" and summary["best_valid_mse"] == 0.05

@@ -217,6 +217,12 @@ class Trainer:
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
+    def keep_if_best(self, valid: float) -> None:
+        """Remember this step and keep its weights if its validation is the best so far."""
+        if valid < self.best:
+            self.best, self.best_step = valid, self.step
+            self.save_best()
+
     def save_best(self) -> None:
         """Keep the weights of the best validation so far (``best.safetensors``, atomic): `finish` writes them."""
         if self.rank != 0 or not self.config.keep_best:
@@ -274,10 +280,13 @@ class Trainer:
             model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         model.train()
         if self.step == 0:
-            self.log(event="start", **self.mean_row_mse(), **self.validate())
+            scores = self.validate()
+            self.log(event="start", **self.mean_row_mse(), **scores)
             if c.warm_start:  # least-squares W on the frozen model: the second predictor training must beat
                 self.warm_start_head()
-                self.log(event="warm_start", **self.validate())
+                scores = self.validate()
+                self.log(event="warm_start", **scores)
+            self.keep_if_best(scores["valid_mse"])  # the start competes: training does not always improve on it
         progress = tqdm(total=c.steps, initial=self.step, desc="train", disable=self.rank != 0)
         window, started = [], time.perf_counter()
         while self.step < c.steps:
@@ -301,9 +310,7 @@ class Trainer:
                              seconds=round(elapsed, 2))
                     window = []
                     self.bad_evals = 0 if valid < self.best else self.bad_evals + 1
-                    if valid < self.best:
-                        self.best, self.best_step = valid, self.step
-                        self.save_best()
+                    self.keep_if_best(valid)
                     if c.patience and self.bad_evals >= c.patience:
                         self.save_checkpoint()
                         progress.close()
