@@ -42,6 +42,7 @@ from defemb.evaluation.records import (
     parse_model_specs,
     write_record,
 )
+from defemb.method.model import pad_batch
 from defemb.tokens import padding_id, special_frame
 
 EVALUATOR = "lm"
@@ -138,22 +139,10 @@ def word_examples(documents: list[str], words: list[str], per_word: int) -> list
     return examples
 
 
-def pad_batch(batch: list[list[int]], pad_id: int, device: torch.device | str = "cpu"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Id sequences right-padded to one width: (input_ids, attention_mask), both (B, T)."""
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        mask[row, : len(ids)] = 1
-    return input_ids.to(device), mask.to(device)
-
-
 @torch.no_grad()
 def token_nll(model, batch: list[list[int]], pad_id: int) -> list[np.ndarray]:
     """For each id sequence, the NLL (nats) of tokens 1..n-1 given those before (length n-1)."""
-    input_ids, mask = pad_batch(batch, pad_id, model.device)
+    input_ids, mask = (t.to(model.device) for t in pad_batch(batch, pad_id))
     logits = model(input_ids=input_ids, attention_mask=mask).logits.float()  # (B, T, V)
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
     nll = -logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1).cpu()  # (B, T-1)

@@ -45,7 +45,6 @@ from tqdm import tqdm
 
 from defemb.errors import DefembError, quote
 from defemb.evaluation.lm import (
-    pad_batch,
     read_documents,
     read_words,
     score_words,
@@ -63,6 +62,7 @@ from defemb.evaluation.records import (
     run_dir,
     write_record,
 )
+from defemb.method.model import pad_batch
 from defemb.outputs import write_bytes_atomic, write_json_atomic, write_text_atomic
 from defemb.seeding import seed_everything
 from defemb.tokens import padding_id
@@ -223,7 +223,7 @@ def heldout_loss(model, sequences: list[list[int]], pad_id: int, batch_size: int
 
 def lm_loss(model, batch: list[list[int]], pad_id: int) -> torch.Tensor:
     """Causal-LM loss, labels = inputs with padding ignored (positions, not ids: GPT-2's pad is its BOS)."""
-    input_ids, mask = pad_batch(batch, pad_id, model.device)
+    input_ids, mask = (t.to(model.device) for t in pad_batch(batch, pad_id))
     labels = input_ids.masked_fill(mask == 0, -100)
     return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
