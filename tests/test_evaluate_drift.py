@@ -113,7 +113,7 @@ def test_command_single_pair(pair, tmp_path, capsys):
     assert main(["evaluate", "drift", "--out", str(tmp_path / "o2")]) == 2  # neither a pair nor --results
 
 
-def test_an_extend_output_as_start_reports_its_added_tokens_as_a_group(tiny_model_dir, tmp_path):
+def test_an_extend_output_as_start_reports_its_added_tokens_as_a_group(tiny_model_dir, tmp_path, capsys):
     """Fine-tuning moved only the added rows: the "added" group says so, the bands' union ("all") barely."""
     before = tiny_model_dir("gpt2", fresh=True)
     added = np.array([3, 40, 77, 91])
@@ -130,3 +130,8 @@ def test_an_extend_output_as_start_reports_its_added_tokens_as_a_group(tiny_mode
     assert record.metrics["added/knn_overlap"] < 1.0
     plain = drift_record(DriftConfig(model_a=str(after), model_b=str(after)), "y")
     assert not any(name.startswith("added/") for name in plain.metrics)
+    from defemb.cli import main
+
+    capsys.readouterr()
+    assert main(["evaluate", "drift", str(before), str(after), "--queries", "20", "--out", str(tmp_path / "cli")]) == 0
+    assert "added" in capsys.readouterr().out  # the command's table shows the group

@@ -48,7 +48,8 @@ def cmd_drift(args: argparse.Namespace) -> None:
         if r.status != "ok":
             rows.append([r.label, seed, "", f"failed: {r.error}", "", ""])
             continue
-        for band in ("rare", "medium", "frequent", "all"):
+        groups = [g for g in ("added",) if any(k.startswith(f"{g}/") for k in r.metrics)]  # an extend start's
+        for band in ("rare", "medium", "frequent", "all", *groups):
             rows.append([r.label, seed, band, *[f"{r.metrics[f'{band}/{m}']:.4f}" if f"{band}/{m}" in r.metrics
                                                 else "—" for m in MEASURES]])
     _print_table(f"drift -> {args.out}", ["model", "seed", "band", "moved/norm", f"{args.k}-NN kept", "ΔI(E)"], rows)
