@@ -23,6 +23,14 @@ def common_options(p: argparse.ArgumentParser, ranking: bool = True) -> None:
 
 
 
+def results_folder_options(p: argparse.ArgumentParser, out_help: str = "results folder (a rerun skips finished "
+                                                                      "models)") -> None:
+    """--out, --force and --trust-remote-code of the evaluators that resume a results folder."""
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+
+
 def print_table(title: str, header, rows) -> None:
     from rich.console import Console
     from rich.table import Table

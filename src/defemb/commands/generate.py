@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.commands import results_folder_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="chat LMs: greedy answers to 'What does WORD mean?' per model")
@@ -13,10 +15,7 @@ def register(subparsers) -> None:
                    "each word (default: 'What does {word} mean?')")
     p.add_argument("--max-words", type=int, default=8, help="the first N words (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="tokens per answer (default 48)")
-    p.add_argument("--out", required=True, help="folder: <label>.json per model and generations.md (a rerun "
-                   "skips models already done)")
-    p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+    results_folder_options(p, "folder: <label>.json per model and generations.md (a rerun skips models done)")
     p.set_defaults(func=cmd_generate)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.commands import results_folder_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("lm", help="causal LMs: bits per byte, rare-token NLL, NLL of and after chosen words")
@@ -18,9 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--after", type=int, default=24, help="tokens after the word that are scored (default 24)")
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH, for the rare band (default by tokenizer)")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass (default 4)")
-    p.add_argument("--out", required=True, help="results folder (a rerun skips finished models)")
-    p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+    results_folder_options(p)
     p.set_defaults(func=cmd_lm)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.commands import results_folder_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("lm-finetune", help="fine-tune causal LMs on sentences with the new words: "
@@ -28,9 +30,7 @@ def register(subparsers) -> None:
                    "same for every model (seeded; default 0.25)")
     p.add_argument("--after", type=int, default=24, help="tokens after the word scored by after/nll (default 24)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split, the batch order and dropout (default 0)")
-    p.add_argument("--out", required=True, help="results folder (a rerun skips finished models)")
-    p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+    results_folder_options(p)
     p.set_defaults(func=cmd_lm_finetune)
 
 

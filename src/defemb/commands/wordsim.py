@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.commands import results_folder_options
 from defemb.config import SENSES
 
 
@@ -23,9 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--sets", nargs="+", metavar="DIR|FILE",
                    help="similarity files or folders (default: the shared word-sim/eval-word-vectors)")
     p.add_argument("--table", default="input", help="input | encoder | decoder | output (default input)")
-    p.add_argument("--out", required=True, help="results folder (a rerun skips finished models)")
-    p.add_argument("--force", action="store_true", help="redo every model, also in a folder of other settings")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+    results_folder_options(p)
     p.set_defaults(func=cmd_wordsim)
 
 
