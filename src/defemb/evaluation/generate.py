@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from defemb.errors import DefembError, quote
-from defemb.evaluation.lm import read_words
+from defemb.evaluation.lm import check_counts, read_words, word_token_indices
 from defemb.evaluation.records import open_out, parse_model_specs
 from defemb.outputs import write_json_atomic, write_text_atomic
 
@@ -44,10 +44,7 @@ class GenerateConfig:
             raise DefembError("--models: name at least one model")
         if "{word}" not in self.prompt:
             raise DefembError(f"--prompt {quote(self.prompt)} has no {{word}} to put the word in")
-        for name in ("max_words", "max_new_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise DefembError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        check_counts(self, ("max_words", "max_new_tokens"))
 
 
 def prompt_ids(tokenizer, message: str) -> list[int]:
@@ -64,9 +61,7 @@ def word_tokens(tokenizer, message: str, word: str, at: int) -> list[str]:
     """The tokens that spell ``word`` at character ``at`` of ``message`` (byte-level BPE: with its leading
     space)."""
     encoded = tokenizer(message, add_special_tokens=False, return_offsets_mapping=True)
-    lead = at - 1 if at > 0 and message[at - 1].isspace() else at
-    ids = [i for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
-           if b > a and a < at + len(word) and b > lead]
+    ids = [encoded["input_ids"][k] for k in word_token_indices(encoded["offset_mapping"], message, at, len(word))]
     return tokenizer.convert_ids_to_tokens(ids)
 
 

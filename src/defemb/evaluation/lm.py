@@ -69,12 +69,25 @@ class LmConfig:
     def __post_init__(self) -> None:
         if not self.models:
             raise DefembError("--models: name at least one model")
-        for name in ("max_docs", "max_length", "sentences_per_word", "after", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise DefembError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        check_counts(self, ("max_docs", "max_length", "sentences_per_word", "after", "batch_size"))
         if self.max_length < 2:
             raise DefembError("--max-length must be at least 2 (one token to read, one to predict)")
+
+
+def check_counts(config, names: tuple[str, ...]) -> None:
+    """Each named setting of ``config`` is a whole number >= 1; the first that is not is a one-line error."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise DefembError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+
+
+def word_token_indices(offsets: list[tuple[int, int]], text: str, at: int, length: int) -> list[int]:
+    """Indices of the tokens that spell the word at characters ``at``..``at + length`` of ``text``: those whose
+    characters overlap it or the space just before it, which byte-level BPE spells as part of the word
+    ("Ġword", or a lone "Ġ" before its pieces)."""
+    lead = at - 1 if at > 0 and text[at - 1].isspace() else at
+    return [k for k, (a, b) in enumerate(offsets) if a < at + length and b > lead and b > a]
 
 
 def read_documents(spec: str, limit: int) -> tuple[list[str], str]:
@@ -197,10 +210,7 @@ def score_words(model, tokenizer, examples: list[tuple[str, str, int]], after: i
         for word, sentence, at in chunk:
             encoded = tokenizer(sentence, add_special_tokens=False, return_offsets_mapping=True)
             offsets = encoded["offset_mapping"]
-            # The word's tokens: those whose characters overlap it or the space just before it, which byte-level
-            # BPE spells as part of the word ("Ġword", or a lone "Ġ" before its pieces).
-            lead = at - 1 if at > 0 and sentence[at - 1].isspace() else at
-            inside = [k for k, (a, b) in enumerate(offsets) if a < at + len(word) and b > lead and b > a]
+            inside = word_token_indices(offsets, sentence, at, len(word))
             if not inside:
                 raise DefembError(f"word {quote(word)}: no token covers it in {quote(sentence)}")
             first, last = inside[0], inside[-1]

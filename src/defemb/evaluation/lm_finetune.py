@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from defemb.errors import DefembError, quote
 from defemb.evaluation.lm import (
+    check_counts,
     read_documents,
     read_words,
     score_words,
@@ -104,10 +105,7 @@ class LmFinetuneConfig:
             raise DefembError("--models: name at least one model")
         if self.train not in MODES:
             raise DefembError(f"--train must be one of {', '.join(MODES)}, got {quote(str(self.train))}")
-        for name in ("max_docs", "steps", "batch_size", "eval_every", "after"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise DefembError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        check_counts(self, ("max_docs", "steps", "batch_size", "eval_every", "after"))
         if not isinstance(self.max_length, int) or self.max_length < 2:
             raise DefembError(f"--max-length must be at least 2 (one token to read, one to predict), "
                               f"got {self.max_length!r}")
