@@ -218,3 +218,26 @@ def test_each_row_comes_from_the_state_that_predicts_its_token(runs, corpora, tm
         assert records[r]["input_ids"][p] == token
         np.testing.assert_allclose(rows[token], expected_row(model, loaded, records[r], p), rtol=1e-4, atol=1e-5,
                                    err_msg=loaded.tokenizer.convert_ids_to_tokens(token))
+
+
+def test_a_bf16_run_is_read_in_bf16(runs, corpora, tmp_path):
+    """Rows come in the precision the run trained and validated in (W was fitted to those states): a run
+    trained with --bf16 is read under bfloat16 autocast, by `embed` and by `add-tokens`/`extend` alike."""
+    from defemb.method.add_tokens import predict_rows
+    from defemb.method.masking import Vocabulary
+
+    corpus = corpora("gpt2")
+    rows, predicted = {}, {}
+    for bf16 in (False, True):
+        run = tmp_path / f"bf16-{bf16}"
+        shutil.copytree(runs("gpt2"), run)
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "bf16": bf16}))
+        rows[bf16] = _embed(run, corpus, tmp_path / f"{bf16}.safetensors")
+        model, loaded, _ = load_run(run)
+        assert model.bf16 is bf16
+        predicted[bf16] = predict_rows(model, Vocabulary.for_model(loaded), _records(run, corpus)[:8])
+    plain, half = (np.stack([rows[b][t] for t in sorted(rows[False])]) for b in (False, True))
+    for a, b in ((plain, half), (predicted[False], predicted[True])):
+        assert not np.allclose(a, b, rtol=1e-4, atol=1e-5)  # bf16 rounding shows: the autocast was on
+        np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05)  # and it is the same predictor

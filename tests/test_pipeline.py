@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -12,9 +13,12 @@ from transformers import AutoTokenizer
 from defemb.cli import main
 from defemb.config import CorpusConfig, TrainConfig
 from defemb.corpus.build import build_corpus
+from defemb.embeddings import load_embeddings
+from defemb.method.data import load_records
+from defemb.method.embed import assign
 from defemb.method.train import train
 from defemb.models import get_table, load_model
-from defemb.pipeline import PIPELINE_PRESETS, PipelinePreset, run_pipeline
+from defemb.pipeline import DECODER_PRESETS, PIPELINE_PRESETS, PipelinePreset, run_pipeline
 from test_extend import expected_row
 
 TEST_PRESET = PipelinePreset(steps=20, warmup=1, tokens=1024, eval_every=10, alpha=50.0)
@@ -98,6 +102,30 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     capsys.readouterr()
     run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
     assert capsys.readouterr().out.count("already done, skipped") == 10
+
+
+def test_decoder_preset_embeds_only_the_rows_it_replaces(tiny_model_dir, tmp_path, monkeypatch):
+    """A decoder reads each row in a pass of its own, so its presets embed only what replace rebuilds (and
+    what the all-numbers variant measures), train with their own lr and validation size, and the report
+    says how long each stage took."""
+    monkeypatch.setitem(PIPELINE_PRESETS, "test", TEST_PRESET)
+    monkeypatch.setitem(DECODER_PRESETS, "test", dataclasses.replace(TEST_PRESET, lr=3e-4, max_valid=7,
+                                                                     embed_replaced_only=True))
+    monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
+    model, out = str(tiny_model_dir("gpt2")), tmp_path / "pipeline"
+    report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
+    trained = json.loads((out / "train" / "config.json").read_text())
+    assert (trained["lr"], trained["max_valid"]) == (3e-4, 7)
+    with open(out / "model" / "replaced.tsv", encoding="utf-8") as handle:
+        replaced = {int(r["id"]) for r in csv.DictReader(handle, delimiter="\t")}
+    embedded = set(load_embeddings(out / "definitions.safetensors").token_ids.tolist())
+    records = load_records(out / "corpus", "train", 10**6) + load_records(out / "corpus", "valid", 10**6)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    covered = set(assign(records, tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), 1))
+    assert replaced and replaced <= embedded < covered
+    seconds = json.loads((out / "stages.json").read_text())
+    assert {"corpus", "train", "embed", "replace"} <= set(seconds) and all(v >= 0 for v in seconds.values())
+    assert "## Time per stage" in report and "| total |" in report
 
 
 def test_pipeline_says_when_no_word_can_be_added(tiny_model_dir, tmp_path, monkeypatch):

@@ -71,10 +71,22 @@ class LoadedModel:
 
 
 def architecture_kind(model: PreTrainedModel) -> str:
-    config = model.config
+    return _kind(model.config, model)
+
+
+def config_kind(name: str, trust_remote_code: bool = False) -> str:
+    """`architecture_kind` read off the config and the class it names, without loading weights."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_name(name), trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise DefembError(f"cannot load a model config from '{name}': {_first_line(exc)}") from exc
+    return _kind(config, _model_class(config))
+
+
+def _kind(config: PretrainedConfig, model: PreTrainedModel | type) -> str:
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder"
-    name = type(model).__name__
+    name = model.__name__ if isinstance(model, type) else type(model).__name__
     if getattr(config, "is_decoder", False) or name.endswith(("CausalLM", "LMHeadModel")):
         return "decoder"
     if getattr(model, "can_generate", lambda: False)() and "MaskedLM" not in name:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+
+import torch
 
 from defemb.analysis.analyze import analyze, write_analysis
 from defemb.analysis.before_after import repair_page
@@ -26,10 +29,10 @@ from defemb.errors import DefembError
 from defemb.extension_report import SKIPPED, extension_sections, run_extension, score_extension, similarity_sets
 from defemb.method.embed import embed
 from defemb.method.train import interrupted, resume, train
-from defemb.models import load_tokenizer
+from defemb.models import config_kind, load_tokenizer
 from defemb.outputs import write_json_atomic, write_text_atomic
-from defemb.precision import bf16_speedup, use_bf16
-from defemb.replace import ReplaceConfig, replace, replaced_table
+from defemb.precision import bf16_speedup, cpu_name, use_bf16
+from defemb.replace import ReplaceConfig, ids_to_embed, replace, replaced_table
 
 
 @dataclass(frozen=True)
@@ -39,28 +42,68 @@ class PipelinePreset:
     tokens: int
     eval_every: int
     alpha: float  # the rarest alpha % of the vocabulary that the corpus covers are replaced
+    lr: float | None = None  # None: the `small` training preset's
+    max_valid: int = 2000  # validation prompts per evaluation
+    embed_replaced_only: bool = False  # embed only the rows replace rebuilds (else every covered token)
 
 
 PIPELINE_PRESETS = {
     "quickstart": PipelinePreset(steps=200, warmup=20, tokens=4096, eval_every=50, alpha=20.0),
     "full": PipelinePreset(steps=5000, warmup=250, tokens=4096, eval_every=250, alpha=20.0),
 }
+# Decoder-only models (SmolLM2-135M: 6x MiniLM's parameters, and every row read by its own pass of the model)
+# take these instead, so that `quickstart` stays a 20-minute run on 2 cores; docs/results.md has the figures.
+DECODER_PRESETS = {
+    "quickstart": PipelinePreset(steps=40, warmup=4, tokens=2048, eval_every=20, alpha=5.0, lr=1e-5,
+                                 max_valid=300, embed_replaced_only=True),
+    "full": PipelinePreset(steps=400, warmup=40, tokens=2048, eval_every=100, alpha=20.0, lr=1e-5,
+                           max_valid=1000, embed_replaced_only=True),
+}
+
+
+def pipeline_preset(name: str, kind: str) -> PipelinePreset:
+    """The settings of preset ``name`` for a model of architecture ``kind`` (`defemb.models.config_kind`)."""
+    if name not in PIPELINE_PRESETS:
+        raise DefembError(f"unknown --preset '{name}'; choose one of {', '.join(PIPELINE_PRESETS)}")
+    return DECODER_PRESETS.get(name, PIPELINE_PRESETS[name]) if kind == "decoder" else PIPELINE_PRESETS[name]
 SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
 NUMBERS_ALL = "numbers_all.json"
+STAGES = "stages.json"  # seconds per stage
 
 
-def _stage(name: str, done: bool) -> bool:
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: {'already done, skipped' if done else 'running'}", flush=True)
-    return not done
+class Stages:
+    """Announces each stage, says how long the last one that ran took, and keeps those times in
+    ``OUT/stages.json`` (a continued run adds to the times of the stages it did not redo)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STAGES
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.running: tuple[str, float] | None = None
+
+    def __call__(self, name: str, done: bool) -> bool:
+        """True when the stage must run (``done``: its output is complete already)."""
+        self.close()
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {'already done, skipped' if done else 'running'}", flush=True)
+        if not done:
+            self.running = (name, time.perf_counter())
+        return not done
+
+    def close(self) -> None:
+        if self.running is None:
+            return
+        name, start = self.running
+        self.running = None
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        print(f"  {name}: {self.seconds[name]:.0f} s", flush=True)
+        write_json_atomic(self.path, self.seconds)
 
 
 def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "minilm", source: str = "gcide",
                  ranking: str | None = None, seed: int = 0) -> str:
     """Run (or continue) every stage; returns the before/after Markdown."""
-    if preset not in PIPELINE_PRESETS:
-        raise DefembError(f"unknown --preset '{preset}'; choose one of {', '.join(PIPELINE_PRESETS)}")
+    settings = pipeline_preset(preset, config_kind(model))
     try:
-        return _run_stages(Path(out), PIPELINE_PRESETS[preset], model, source, ranking, seed)
+        return _run_stages(Path(out), settings, model, source, ranking, seed)
     except KeyboardInterrupt as exc:
         # A stage's own note names its own flags (--resume); here rerunning the same command continues.
         exc.__notes__ = [f"finished stages are kept in '{out}'; rerun the same `defemb run` command to continue"]
@@ -76,16 +119,17 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
 
     vocab = load_tokenizer(model).get_vocab()
     shown = [t for t in SHOWN_TOKENS if t in vocab]
+    stage = Stages(out)
 
     def analysis(model_name: str):
         return analyze(AnalyzeConfig(model=model_name, ranking=ranking, tokens=shown, sample=5, seed=seed))
 
-    if _stage("analyze (before)", (paths["before"] / "analysis.json").exists()):
+    if stage("analyze (before)", (paths["before"] / "analysis.json").exists()):
         write_analysis(analysis(model), paths["before"])
-    if _stage("corpus", (paths["corpus"] / "stats.json").exists()):
+    if stage("corpus", (paths["corpus"] / "stats.json").exists()):
         build_corpus(CorpusConfig(tokenizer=model, sources=[source]), paths["corpus"], force=False,
                      resume=(out / "corpus.partial").exists())
-    if _stage("train", (paths["train"] / "head.safetensors").exists()):
+    if stage("train", (paths["train"] / "head.safetensors").exists()):
         if interrupted(paths["train"]):
             resume(paths["train"])
         else:
@@ -94,32 +138,35 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
                   flush=True)
             config = TrainConfig(model=model, corpus=str(paths["corpus"]), steps=settings.steps,
                                  warmup=settings.warmup, tokens=settings.tokens, eval_every=settings.eval_every,
-                                 save_every=settings.eval_every, bf16=bf16, seed=seed)
+                                 save_every=settings.eval_every, lr=settings.lr, max_valid=settings.max_valid,
+                                 bf16=bf16, seed=seed)
             train(config, paths["train"])
-    if _stage("embed", emb.exists()):
-        embed(paths["train"], paths["corpus"], emb)
     config = replace_config(model, emb, paths["corpus"], settings.alpha, ranking)
-    if _stage("replace", (paths["model"] / "replaced.tsv").exists()):
+    if stage("embed", emb.exists()):
+        wanted = partial(ids_to_embed, [config, numbers_variant(config)]) if settings.embed_replaced_only else None
+        embed(paths["train"], paths["corpus"], emb, select=wanted)
+    if stage("replace", (paths["model"] / "replaced.tsv").exists()):
         replace(config, paths["model"])
-    if _stage("replace --numbers all (measured, not written)", (out / NUMBERS_ALL).exists()):
+    if stage("replace --numbers all (measured, not written)", (out / NUMBERS_ALL).exists()):
         write_json_atomic(out / NUMBERS_ALL, numbers_all(config))
-    if _stage("analyze (after)", (paths["after"] / "analysis.json").exists()):
+    if stage("analyze (after)", (paths["after"] / "analysis.json").exists()):
         write_analysis(analysis(str(paths["model"])), paths["after"])
     sets = similarity_sets()
-    if _stage("extend (words the vocabulary splits)", (paths["extended"] / "added.tsv").exists()
+    if stage("extend (words the vocabulary splits)", (paths["extended"] / "added.tsv").exists()
               or (out / SKIPPED).exists()):
         run_extension(out, model, paths["train"], source, sets)
-    if sets is not None and (paths["extended"] / "added.tsv").exists() and _stage(
+    if sets is not None and (paths["extended"] / "added.tsv").exists() and stage(
             "word similarity of the new tokens", (paths["wordsim_added"] / "definitionemb").exists()):
         score_extension(paths["extended"], sets, paths["wordsim_added"])
     sections = extension_sections(out)
-    report = before_after(paths["before"], paths["after"], paths["train"], sections)
-    write_text_atomic(out / "before_after.md", report)
-    if _stage("report (before | after)", (out / "report.html").exists()):
+    if stage("report (before | after)", (out / "report.html").exists()):
         summaries = {name: load_summary(paths[name]) for name in ("before", "after")}
         page = repair_page(model, str(paths["model"]), paths["model"] / "replaced.tsv", summaries, ranking=ranking,
                            chosen=shown, notes=[validation_line(paths["train"])], sections=sections)
         write_text_atomic(out / "report.html", page)
+    stage.close()
+    report = before_after(paths["before"], paths["after"], paths["train"], sections, stage.seconds)
+    write_text_atomic(out / "before_after.md", report)
     return report
 
 
@@ -132,10 +179,13 @@ def replace_config(model: str, emb: Path, corpus: Path, alpha: float, ranking: s
                          ranking=ranking, spread="directions")
 
 
+def numbers_variant(config: ReplaceConfig) -> ReplaceConfig:
+    return ReplaceConfig(**{**config.to_dict(), "numbers": "all"})
+
+
 def numbers_all(config: ReplaceConfig) -> dict:
     """Numeric Max Difference of the table `replace --numbers all` would write (every number rebuilt)."""
-    variant = ReplaceConfig(**{**config.to_dict(), "numbers": "all"})
-    table, result = replaced_table(variant)
+    table, result = replaced_table(numbers_variant(config))
     ids, values = numeric_tokens(result.tokens, result.ranking.order)
     return {"replaced": len(result.ids), "numeric_max_difference": max_difference(table[ids], values)}
 
@@ -156,8 +206,9 @@ def validation_line(run: Path) -> str:
             f"{summary['best_valid_mse']:.4f} at best, after {summary['steps']} steps ({kept}).")
 
 
-def before_after(before: Path, after: Path, run: Path, sections: list = ()) -> str:
-    """The Markdown report: the repair's band table and neighbours, then the extension's ``sections``."""
+def before_after(before: Path, after: Path, run: Path, sections: list = (), seconds: dict | None = None) -> str:
+    """The Markdown report: the repair's band table and neighbours, then the extension's ``sections``, then
+    the seconds each stage took (``seconds``)."""
     summaries = {"before": load_summary(before), "after": load_summary(after)}
     header, rows = comparison_rows(summaries)
     parts = ["# DefinitionEMB before / after", "", "## Repair: rare rows replaced", "", markdown_table(header, rows),
@@ -170,5 +221,10 @@ def before_after(before: Path, after: Path, run: Path, sections: list = ()) -> s
     for title, text, header, rows in sections:
         parts += [f"## {title}", "", *([text, ""] if text else [])]
         parts += [markdown_table(header, rows), ""] if rows else []
+    if seconds:
+        rows = [[name, f"{value:.0f}"] for name, value in seconds.items()]
+        rows.append(["total", f"{sum(seconds.values()):.0f}"])
+        parts += ["## Time per stage", "", f"On {cpu_name()}, {torch.get_num_threads()} threads.", "",
+                  markdown_table(["stage", "seconds"], rows), ""]
     parts += [f"Interactive report, before | after: {after.parent / 'report.html'}", ""]
     return "\n".join(parts)

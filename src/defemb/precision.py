@@ -10,6 +10,7 @@ faster.
 from __future__ import annotations
 
 import functools
+import platform
 import time
 
 import torch
@@ -77,3 +78,15 @@ def _speedup(device: str) -> float:
 def use_bf16(device: str | None = None) -> bool:
     """Train with bf16 autocast here?"""
     return bf16_speedup(device) >= MIN_SPEEDUP
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for the tables that report times (never used to decide anything)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

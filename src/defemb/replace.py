@@ -358,13 +358,31 @@ def _calibrated(config: ReplaceConfig, E: np.ndarray, ranking: Ranking, definiti
     return {int(i): k for k, i in enumerate(covered)}, rows, blends, notes
 
 
-def plan(config: ReplaceConfig, loaded: LoadedModel, E: np.ndarray, definitions: DefinitionEmbeddings) -> Replacement:
-    """Choose the rows and compute what is written into them; ``E`` (V, h) is not changed."""
+def _vocabulary_facts(config: ReplaceConfig, loaded: LoadedModel, E: np.ndarray
+                      ) -> tuple[Ranking, np.ndarray | None, list[str]]:
+    """The frequency ranking, the task's token ids (None without ``--task-data``) and the token strings."""
     ranking = rank_tokens(loaded.tokenizer, E.shape[0], config.ranking, loaded.tokenizer_kind)
     task_ids = None
     if config.task_data:
         task_ids = task_token_ids(loaded.tokenizer, config.task_data, max(len(loaded.tokenizer), E.shape[0]))
-    tokens = vocabulary(loaded, E.shape[0])
+    return ranking, task_ids, vocabulary(loaded, E.shape[0])
+
+
+def ids_to_embed(configs: list[ReplaceConfig], covered: np.ndarray) -> np.ndarray:
+    """The ids that `replace` with any of ``configs`` (one model) would rebuild if every id in ``covered``
+    had a definition row: all a pipeline must embed when it embeds no more than it replaces. # (n,)"""
+    loaded = load_model(configs[0].model, trust_remote_code=configs[0].trust_remote_code)
+    E = get_table(loaded.model, configs[0].table or "input")  # (V, h)
+    chosen = [np.zeros(0, dtype=np.int64)]
+    for config in configs:
+        ranking, task_ids, tokens = _vocabulary_facts(config, loaded, E)
+        chosen.append(_selected(config, E, ranking, tokens, np.asarray(covered), task_ids)[0])
+    return np.unique(np.concatenate(chosen))
+
+
+def plan(config: ReplaceConfig, loaded: LoadedModel, E: np.ndarray, definitions: DefinitionEmbeddings) -> Replacement:
+    """Choose the rows and compute what is written into them; ``E`` (V, h) is not changed."""
+    ranking, task_ids, tokens = _vocabulary_facts(config, loaded, E)
     ids, measured = _selected(config, E, ranking, tokens, definitions.token_ids, task_ids)
     position, rows, blends, notes = _calibrated(config, E, ranking, definitions)
     at = [position[int(i)] for i in ids]

@@ -129,9 +129,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=cmd_embed)
     p = subparsers.add_parser("run", help="the whole pipeline: analyze, corpus, train, embed, replace, analyze again")
-    p.add_argument("--preset", default="quickstart", help="quickstart (~15 min on 2 CPU cores) | full")
+    p.add_argument("--preset", default="quickstart",
+                   help="quickstart (~15 min on 2 CPU cores; decoder LLMs get their own, smaller settings) | full")
     p.add_argument("--out", default="defemb-run", help="pipeline directory (rerun the command to continue)")
-    p.add_argument("--model", default="minilm", help="model to repair (dir, hub name; default minilm)")
+    p.add_argument("--model", default="minilm", help="model to repair: minilm (default), smollm2, a dir, a .gguf "
+                   "file or a hub name")
     p.add_argument("--source", default="gcide", help="dictionary source spec (see corpus build)")
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage")

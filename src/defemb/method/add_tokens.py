@@ -15,7 +15,7 @@ import torch
 
 from defemb.method.data import batch_plan
 from defemb.method.masking import STRATEGIES, Example, Vocabulary, copies
-from defemb.method.model import DefinitionEMB, collate
+from defemb.method.model import DefinitionEMB, collate, read_rows
 
 TOKEN_BUDGET = 8192  # padded tokens per forward pass: batches of ~100 short prompts
 
@@ -56,5 +56,5 @@ def predict_rows(model: DefinitionEMB, vocab: Vocabulary, records: list[dict],
     lengths = np.array([len(e.input_ids) + len(e.decoder_input_ids or []) for e in examples])
     rows = np.zeros((len(examples), model.head.out_features), dtype=np.float32)
     for batch in batch_plan(lengths, token_budget, 0, 0):
-        rows[batch] = model(collate([examples[i] for i in batch], vocab.pad_id)).float().numpy()
+        rows[batch] = read_rows(model, collate([examples[i] for i in batch], vocab.pad_id)).numpy()
     return rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from defemb.embeddings import save_embeddings
 from defemb.errors import DefembError
 from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
 from defemb.method.masking import STRATEGIES, Example, Vocabulary, definition_first, mask_encoder
-from defemb.method.model import DefinitionEMB, collate
+from defemb.method.model import DefinitionEMB, collate, read_rows
 from defemb.method.train import reading
 from defemb.models import load_model, vocabulary_hash
 from defemb.outputs import check_writable
@@ -46,6 +47,7 @@ def load_run(run_dir: str | Path) -> tuple[DefinitionEMB, object, dict]:
         with torch.no_grad():
             model.head.weight.copy_(head)
     model.eval()
+    model.bf16 = bool(config.get("bf16", False))  # rows are read in the precision the run trained in
     return model, loaded, config
 
 
@@ -88,8 +90,12 @@ def examples(records: list[dict], kind: str, wanted: set[tuple[int, int]], vocab
 
 @torch.no_grad()
 def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: str = "first",
-          max_prompts: int = 5, token_budget: int = 8192, force: bool = False) -> dict:
-    """Write ``out`` (safetensors rows + provenance); returns counts."""
+          max_prompts: int = 5, token_budget: int = 8192, force: bool = False,
+          select: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+    """Write ``out`` (safetensors rows + provenance); returns counts.
+
+    ``select`` maps the ids the corpus covers to the ids wanted (a pipeline embeds only what it replaces:
+    on a decoder each row costs one pass of the model)."""
     if aggregate not in ("first", "mean"):
         raise DefembError(f"unknown --aggregate '{aggregate}'; choose first or mean")
     if isinstance(max_prompts, bool) or not isinstance(max_prompts, int) or max_prompts < 1:
@@ -105,6 +111,11 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
     vocab = Vocabulary.for_model(loaded)
     tokens = loaded.tokenizer.convert_ids_to_tokens(list(range(limit)))
     sources = assign(records, tokens, 1 if aggregate == "first" else max_prompts)
+    if select is not None:
+        keep = set(np.asarray(select(np.array(sorted(sources), dtype=np.int64))).tolist())
+        sources = {token: srcs for token, srcs in sources.items() if token in keep}
+        if not sources:
+            raise DefembError(f"corpus '{corpus}': none of the tokens asked for has a prompt; nothing to embed")
     wanted = {(r, p): token for token, srcs in sources.items() for r, _, p in srcs}
     items = examples(records, model.kind, set(wanted), vocab)
     sums: dict[int, torch.Tensor] = {}
@@ -112,7 +123,7 @@ def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: s
     lengths = np.array([len(example.input_ids) for example, _ in items])
     for batch_ids in tqdm(batch_plan(lengths, token_budget, 0, 0), desc="embed", unit=" batches"):
         chunk = [items[i] for i in batch_ids]
-        rows = model(collate([example for example, _ in chunk], vocab.pad_id))  # (N, h_e)
+        rows = read_rows(model, collate([example for example, _ in chunk], vocab.pad_id))  # (N, h_e)
         keys = [key for _, flat in chunk for key in flat]
         for key, row in zip(keys, rows, strict=True):
             if key in wanted:

@@ -66,6 +66,8 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
 class DefinitionEMB(nn.Module):
     """Body + projection head; ``forward`` returns one predicted row per target. # (N, h_e)"""
 
+    bf16 = False  # read rows under bfloat16 autocast (`read_rows`; set from a run trained with --bf16)
+
     def __init__(self, body: nn.Module, kind: str, row_size: int, seed_generator: torch.Generator | None = None):
         super().__init__()
         self.body = body
@@ -94,3 +96,13 @@ class DefinitionEMB(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.hidden_states(batch))
+
+
+
+def read_rows(model: DefinitionEMB, batch) -> torch.Tensor:
+    """The model's rows for a batch as float32, in the precision its run trained and validated in (bfloat16
+    autocast after `train --bf16`): W was fitted to those states, so reading them in float32 is a different
+    predictor from the one validation chose. # (N, h_e)"""
+    device = next(model.parameters()).device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=model.bf16):
+        return model(batch).float()
