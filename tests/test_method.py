@@ -157,6 +157,20 @@ def test_the_warm_start_fits_w_to_the_states_of_training_precision(tiny_model_di
     assert (torch.bfloat16 in linear_dtypes) is bf16
 
 
+def test_the_warm_start_reads_ridge_examples_prompts(tiny_model_dir, tmp_path, one_thread, monkeypatch):
+    """--ridge-examples bounds the prompts the warm start passes through the model (a decoder pays a pass
+    of 30 layers for each); the sample is drawn across the corpus, not its first records."""
+    from defemb.method.train import Trainer
+
+    model, corpus = _synonym_setting(tiny_model_dir, "bert", tmp_path)
+    trainer = Trainer(TrainConfig(model=str(model), corpus=str(corpus), steps=1, ridge_examples=5), tmp_path / "run")
+    seen = []
+    examples = trainer._examples
+    monkeypatch.setattr(trainer, "_examples", lambda records, *rest: seen.extend(records) or examples(records, *rest))
+    trainer.warm_start_head()
+    assert len(seen) == 5 < len(trainer.train_records) and seen != trainer.train_records[:5]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, corpora, tmp_path, capsys):
     out = tmp_path / "run"

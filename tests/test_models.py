@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from defemb.errors import DefembError
-from defemb.models import config_kind, get_table, load_model, load_tokenizer, resolve_model_name, set_table, tables_present, tying
+from defemb.models import (
+    config_kind,
+    get_table,
+    load_model,
+    load_tokenizer,
+    resolve_model_name,
+    set_table,
+    tables_present,
+    tying,
+)
 from tiny_models import FAMILIES, FAMILY_FACTS
 
 

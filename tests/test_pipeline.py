@@ -110,12 +110,14 @@ def test_decoder_preset_embeds_only_the_rows_it_replaces(tiny_model_dir, tmp_pat
     says how long each stage took."""
     monkeypatch.setitem(PIPELINE_PRESETS, "test", TEST_PRESET)
     monkeypatch.setitem(DECODER_PRESETS, "test", dataclasses.replace(TEST_PRESET, lr=3e-4, max_valid=7,
-                                                                     embed_replaced_only=True))
+                                                                     ridge_examples=9, embed_replaced_only=True,
+                                                                     gradient_checkpointing=True))
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     model, out = str(tiny_model_dir("gpt2")), tmp_path / "pipeline"
     report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
     trained = json.loads((out / "train" / "config.json").read_text())
-    assert (trained["lr"], trained["max_valid"]) == (3e-4, 7)
+    assert (trained["lr"], trained["max_valid"], trained["ridge_examples"]) == (3e-4, 7, 9)
+    assert trained["gradient_checkpointing"]
     with open(out / "model" / "replaced.tsv", encoding="utf-8") as handle:
         replaced = {int(r["id"]) for r in csv.DictReader(handle, delimiter="\t")}
     embedded = set(load_embeddings(out / "definitions.safetensors").token_ids.tolist())

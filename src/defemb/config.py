@@ -171,6 +171,7 @@ class TrainConfig:
     keep_best: bool = field(default=True, metadata={"help": "write the weights of the best validation, not the last"})
     train_embeddings: bool = False
     max_valid: int = field(default=2000, metadata={"help": "validation prompts used per evaluation"})
+    ridge_examples: int = field(default=4096, metadata={"help": "training prompts the warm start's W is fitted on"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the forward pass (AMX CPUs, GPUs)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute the body's activations in "
                                                                   "the backward pass: less memory, more time"})
@@ -189,7 +190,7 @@ class TrainConfig:
         if self.table == "output":
             raise DefembError("--table output: DefinitionEMB rebuilds input tables (tied heads follow them)")
         _check_table(self.table)
-        for name in ("steps", "tokens", "grad_accum", "eval_every", "save_every", "max_valid"):
+        for name in ("steps", "tokens", "grad_accum", "eval_every", "save_every", "max_valid", "ridge_examples"):
             _check_positive(name.replace("_", "-"), getattr(self, name))
         for name in ("warmup", "patience", "seed"):  # seeds feed numpy generators, which refuse negatives
             _check_positive(name, getattr(self, name), minimum=0)

@@ -44,20 +44,23 @@ class PipelinePreset:
     alpha: float  # the rarest alpha % of the vocabulary that the corpus covers are replaced
     lr: float | None = None  # None: the `small` training preset's
     max_valid: int = 2000  # validation prompts per evaluation
+    ridge_examples: int = 4096  # prompts the warm start fits W on
     embed_replaced_only: bool = False  # embed only the rows replace rebuilds (else every covered token)
+    gradient_checkpointing: bool = False  # less memory, ~12 % more step time (docs/benchmarks.md)
 
 
 PIPELINE_PRESETS = {
     "quickstart": PipelinePreset(steps=200, warmup=20, tokens=4096, eval_every=50, alpha=20.0),
-    "full": PipelinePreset(steps=5000, warmup=250, tokens=4096, eval_every=250, alpha=20.0),
+    "full": PipelinePreset(steps=2000, warmup=100, tokens=4096, eval_every=200, alpha=20.0),
 }
 # Decoder-only models (SmolLM2-135M: 6x MiniLM's parameters, and every row read by its own pass of the model)
 # take these instead, so that `quickstart` stays a 20-minute run on 2 cores; docs/results.md has the figures.
 DECODER_PRESETS = {
     "quickstart": PipelinePreset(steps=40, warmup=4, tokens=2048, eval_every=20, alpha=5.0, lr=1e-5,
-                                 max_valid=300, embed_replaced_only=True),
+                                 max_valid=300, ridge_examples=1024, embed_replaced_only=True,
+                                 gradient_checkpointing=True),
     "full": PipelinePreset(steps=400, warmup=40, tokens=2048, eval_every=100, alpha=20.0, lr=1e-5,
-                           max_valid=1000, embed_replaced_only=True),
+                           max_valid=1000, embed_replaced_only=True, gradient_checkpointing=True),
 }
 
 
@@ -66,6 +69,8 @@ def pipeline_preset(name: str, kind: str) -> PipelinePreset:
     if name not in PIPELINE_PRESETS:
         raise DefembError(f"unknown --preset '{name}'; choose one of {', '.join(PIPELINE_PRESETS)}")
     return DECODER_PRESETS.get(name, PIPELINE_PRESETS[name]) if kind == "decoder" else PIPELINE_PRESETS[name]
+
+
 SHOWN_TOKENS = ("102", "1999", "sediment", "##iment")
 NUMBERS_ALL = "numbers_all.json"
 STAGES = "stages.json"  # seconds per stage
@@ -139,7 +144,8 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
             config = TrainConfig(model=model, corpus=str(paths["corpus"]), steps=settings.steps,
                                  warmup=settings.warmup, tokens=settings.tokens, eval_every=settings.eval_every,
                                  save_every=settings.eval_every, lr=settings.lr, max_valid=settings.max_valid,
-                                 bf16=bf16, seed=seed)
+                                 ridge_examples=settings.ridge_examples, bf16=bf16, seed=seed,
+                                 gradient_checkpointing=settings.gradient_checkpointing)
             train(config, paths["train"])
     config = replace_config(model, emb, paths["corpus"], settings.alpha, ranking)
     if stage("embed", emb.exists()):

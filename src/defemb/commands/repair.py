@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
         fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "steps", "warmup", "tokens", "lr",
                                                "head_lr_scale", "schedule", "grad_accum", "eval_every", "save_every",
-                                               "max_valid", "patience", "train_embeddings", "bf16",
+                                               "max_valid", "ridge_examples", "patience", "train_embeddings", "bf16",
                                                "gradient_checkpointing", "device", "seed", "trust_remote_code")}
         if args.no_warm_start:
             fields["warm_start"] = False
@@ -105,6 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=200, help="write the resumable checkpoint every N updates")
     p.add_argument("--max-valid", type=int, default=2000, help="validation prompts per evaluation, a seeded sample "
                    "across the split (default 2000; fewer for large models on CPU)")
+    p.add_argument("--ridge-examples", type=int, default=4096, help="training prompts, sampled across the corpus, "
+                   "that the warm start fits W on (default 4096; each costs a forward pass)")
     p.add_argument("--patience", type=int, default=0, help="early stop after N evaluations without improvement")
     p.add_argument("--keep-last", action="store_true", help="write the last step's weights (default: those of the "
                    "best validation)")

@@ -39,7 +39,6 @@ from defemb.models import load_model as load_hf_model
 from defemb.outputs import check_writable, move_into_place, write_json_atomic
 from defemb.seeding import seed_everything
 
-RIDGE_EXAMPLES = 4096  # prompts sampled across the corpus (its order is alphabetical) for the warm start
 BEST = "best.safetensors"  # weights of the best validation so far, in the run being written
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths, × mean eigenvalue of HᵀH; one is picked on held-out rows
 
@@ -192,7 +191,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed + 104729)
         strategy = mask_encoder if self.kind == "encoder" else self.strategy
         rng = np.random.default_rng(self.config.seed + 104729)
-        picks = rng.choice(len(self.train_records), size=min(RIDGE_EXAMPLES, len(self.train_records)), replace=False)
+        size = min(self.config.ridge_examples, len(self.train_records))
+        picks = rng.choice(len(self.train_records), size=size, replace=False)
         states, targets = [], []
         for start in range(0, len(picks), 64):
             batch = self._examples([self.train_records[i] for i in picks[start : start + 64]], generator, strategy)
