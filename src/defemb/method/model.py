@@ -98,7 +98,6 @@ class DefinitionEMB(nn.Module):
         return self.head(self.hidden_states(batch))
 
 
-
 def read_rows(model: DefinitionEMB, batch) -> torch.Tensor:
     """The model's rows for a batch as float32, in the precision its run trained and validated in (bfloat16
     autocast after `train --bf16`): W was fitted to those states, so reading them in float32 is a different
