@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,6 +103,11 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     capsys.readouterr()
     run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
     assert capsys.readouterr().out.count("already done, skipped") == 10
+    # a stage redone (its output folder removed) makes the before | after page stale: it is rebuilt
+    shutil.rmtree(out / "after")
+    run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
+    printed = capsys.readouterr().out
+    assert "analyze (after): running" in printed and "report (before | after): running" in printed
 
 
 def test_decoder_preset_embeds_only_the_rows_it_replaces(tiny_model_dir, tmp_path, monkeypatch):

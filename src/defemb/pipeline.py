@@ -78,12 +78,14 @@ STAGES = "stages.json"  # seconds per stage
 
 class Stages:
     """Announces each stage, says how long the last one that ran took, and keeps those times in
-    ``OUT/stages.json`` (a continued run adds to the times of the stages it did not redo)."""
+    ``OUT/stages.json`` (a continued run adds to the times of the stages it did not redo). ``ran`` says
+    whether any stage ran in this call: outputs built from every stage (the report) are then stale."""
 
     def __init__(self, out: Path) -> None:
         self.path = out / STAGES
         self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.running: tuple[str, float] | None = None
+        self.ran = False
 
     def __call__(self, name: str, done: bool) -> bool:
         """True when the stage must run (``done``: its output is complete already)."""
@@ -91,6 +93,7 @@ class Stages:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {'already done, skipped' if done else 'running'}", flush=True)
         if not done:
             self.running = (name, time.perf_counter())
+            self.ran = True
         return not done
 
     def close(self) -> None:
@@ -165,7 +168,8 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
             "word similarity of the new tokens", (paths["wordsim_added"] / "definitionemb").exists()):
         score_extension(paths["extended"], sets, paths["wordsim_added"])
     sections = extension_sections(out)
-    if stage("report (before | after)", (out / "report.html").exists()):
+    # Built from every stage's output: redone whenever a stage ran in this call, so it is never stale.
+    if stage("report (before | after)", (out / "report.html").exists() and not stage.ran):
         summaries = {name: load_summary(paths[name]) for name in ("before", "after")}
         page = repair_page(model, str(paths["model"]), paths["model"] / "replaced.tsv", summaries, ranking=ranking,
                            chosen=shown, notes=[validation_line(paths["train"])], sections=sections)
