@@ -1,0 +1,118 @@
+"""Would a frequency-aware linear head predict the rare band better? Ridge maps on the frozen model's states.
+
+    HF_HUB_OFFLINE=1 python benchmarks/quality_band_ridge.py --model smollm2 --corpus runs/run-smollm2/corpus \
+        [--fit 2048] [--valid 300] [--bf16]
+
+The states are those `train`'s warm start fits W on (training prompts, the family's masking, the frozen
+body) and those `train` validates on (validation prompts, encoders fully masked). Printed: masked
+‖e−ẽ‖² per band of the target token for
+- the table's mean row, and each band's own mean row;
+- one ridge map over every band (today's warm start);
+- one map fitted on deviations from each band's mean row, that mean added back (a band intercept);
+- one map per band.
+The band of a token is known when its row is predicted (it is the token being embedded), so any of
+these is a head `embed` could use. Ridge strength is picked on a held-out fifth, as the warm start does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+import numpy as np
+import torch
+
+from defemb.config import TrainConfig
+from defemb.frequency import BANDS
+from defemb.method.masking import mask_encoder
+from defemb.method.train import RIDGE_GRID, Trainer
+
+
+@torch.no_grad()
+def states(trainer: Trainer, records: list[dict], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, token ids): the body's states at the predicted positions, in float64. # (n, h_s), (n,)"""
+    trainer.model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    strategy = mask_encoder if trainer.kind == "encoder" else trainer.strategy
+    H, ids = [], []
+    for start in range(0, len(records), 64):
+        batch = trainer._examples(records[start : start + 64], generator, strategy)
+        with trainer._precision():
+            H.append(trainer.model.hidden_states(batch).double())
+        ids.append(batch.targets)
+    return torch.cat(H), torch.cat(ids)
+
+
+def ridge(H: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """W (h_s, h_e) minimising ‖HW − T‖² + λ‖W‖², λ picked from RIDGE_GRID on a held-out fifth."""
+
+    def solve(rows: slice, strength: float) -> torch.Tensor:
+        gram = H[rows].T @ H[rows]
+        shift = strength * torch.trace(gram) / gram.shape[0]
+        return torch.linalg.solve(gram + shift * torch.eye(gram.shape[0], dtype=gram.dtype), H[rows].T @ T[rows])
+
+    cut = len(H) * 4 // 5
+    if cut == 0 or cut == len(H):
+        return solve(slice(0, len(H)), RIDGE_GRID[-1])
+    errors = {s: float(((H[cut:] @ solve(slice(0, cut), s) - T[cut:]) ** 2).sum(1).mean()) for s in RIDGE_GRID}
+    return solve(slice(0, len(H)), min(errors, key=errors.get))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--fit", type=int, default=2048, help="training prompts the maps are fitted on")
+    parser.add_argument("--valid", type=int, default=2000, help="validation prompts scored")
+    parser.add_argument("--bf16", action="store_true", help="states under bfloat16 autocast, as `train --bf16`")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as run:
+        config = TrainConfig(model=args.model, corpus=args.corpus, max_valid=args.valid, bf16=args.bf16,
+                             seed=args.seed)
+        trainer = Trainer(config, run)
+        rng = np.random.default_rng(args.seed + 104729)
+        picks = rng.choice(len(trainer.train_records), size=min(args.fit, len(trainer.train_records)), replace=False)
+        H, fit_ids = states(trainer, [trainer.train_records[i] for i in picks], args.seed + 104729)
+        V, valid_ids = states(trainer, trainer.valid_records, args.seed + 7919)
+    table = trainer.targets.double()  # (V, h_e)
+    bands = trainer.token_bands  # band name per token id
+    names = sorted(set(bands.tolist()))  # the three bands, and 'special' for ids outside the ranking
+    band_mean = {b: table[torch.from_numpy(np.flatnonzero(bands == b))].mean(0) for b in names}
+    fit_bands, valid_bands = bands[fit_ids.numpy()], bands[valid_ids.numpy()]
+    T, target = table[fit_ids], table[valid_ids]
+
+    def of_band(band_names: np.ndarray) -> torch.Tensor:  # (n, h_e): each row's band mean
+        return torch.stack([band_mean[b] for b in band_names])
+
+    W = ridge(H, T)
+    W_dev = ridge(H, T - of_band(fit_bands))
+    per_band = torch.zeros_like(target)
+    for b in names:
+        at, fit_at = valid_bands == b, fit_bands == b
+        if at.any() and fit_at.any():
+            per_band[torch.from_numpy(at)] = V[torch.from_numpy(at)] @ ridge(H[torch.from_numpy(fit_at)],
+                                                                           T[torch.from_numpy(fit_at)])
+    predictors = {
+        "mean row": table.mean(0).expand_as(target),
+        "band's mean row": of_band(valid_bands),
+        "one ridge map (warm start today)": V @ W,
+        "band mean + one map on deviations": of_band(valid_bands) + V @ W_dev,
+        "one map per band": per_band,
+    }
+    counts = {b: int((fit_bands == b).sum()) for b in BANDS}
+    print(f"{args.model}: maps fitted on {len(H)} positions ({', '.join(f'{b} {n}' for b, n in counts.items())}); "
+          f"scored on {len(V)} validation positions")
+    print("| predictor | all | " + " | ".join(BANDS) + " |")
+    print("|---|---|" + "---|" * len(BANDS))
+    for name, predicted in predictors.items():
+        squared = ((predicted - target) ** 2).sum(1)
+        cells = [f"{float(squared.mean()):.4f}"]
+        for b in BANDS:
+            at = torch.from_numpy(valid_bands == b)
+            cells.append(f"{float(squared[at].mean()):.4f}" if at.any() else "–")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
