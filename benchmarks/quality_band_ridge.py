@@ -11,7 +11,7 @@ body) and those `train` validates on (validation prompts, encoders fully masked)
 - one map fitted on deviations from each band's mean row, that mean added back (a band intercept);
 - one map per band.
 The band of a token is known when its row is predicted (it is the token being embedded), so any of
-these is a head `embed` could use. Ridge strength is picked on a held-out fifth, as the warm start does.
+these is a head `embed` could use. Every map is fitted by the warm start's own `ridge_fit`.
 """
 
 from __future__ import annotations
@@ -24,38 +24,7 @@ import torch
 
 from defemb.config import TrainConfig
 from defemb.frequency import BANDS
-from defemb.method.masking import mask_encoder
-from defemb.method.train import RIDGE_GRID, Trainer
-
-
-@torch.no_grad()
-def states(trainer: Trainer, records: list[dict], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H, token ids): the body's states at the predicted positions, in float64. # (n, h_s), (n,)"""
-    trainer.model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    strategy = mask_encoder if trainer.kind == "encoder" else trainer.strategy
-    H, ids = [], []
-    for start in range(0, len(records), 64):
-        batch = trainer._examples(records[start : start + 64], generator, strategy)
-        with trainer._precision():
-            H.append(trainer.model.hidden_states(batch).double())
-        ids.append(batch.targets)
-    return torch.cat(H), torch.cat(ids)
-
-
-def ridge(H: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-    """W (h_s, h_e) minimising ‖HW − T‖² + λ‖W‖², λ picked from RIDGE_GRID on a held-out fifth."""
-
-    def solve(rows: slice, strength: float) -> torch.Tensor:
-        gram = H[rows].T @ H[rows]
-        shift = strength * torch.trace(gram) / gram.shape[0]
-        return torch.linalg.solve(gram + shift * torch.eye(gram.shape[0], dtype=gram.dtype), H[rows].T @ T[rows])
-
-    cut = len(H) * 4 // 5
-    if cut == 0 or cut == len(H):
-        return solve(slice(0, len(H)), RIDGE_GRID[-1])
-    errors = {s: float(((H[cut:] @ solve(slice(0, cut), s) - T[cut:]) ** 2).sum(1).mean()) for s in RIDGE_GRID}
-    return solve(slice(0, len(H)), min(errors, key=errors.get))
+from defemb.method.train import Trainer, ridge_fit
 
 
 def main() -> None:
@@ -73,8 +42,9 @@ def main() -> None:
         trainer = Trainer(config, run)
         rng = np.random.default_rng(args.seed + 104729)
         picks = rng.choice(len(trainer.train_records), size=min(args.fit, len(trainer.train_records)), replace=False)
-        H, fit_ids = states(trainer, [trainer.train_records[i] for i in picks], args.seed + 104729)
-        V, valid_ids = states(trainer, trainer.valid_records, args.seed + 7919)
+        trainer.model.eval()
+        H, fit_ids = trainer.masked_states([trainer.train_records[i] for i in picks], args.seed + 104729)
+        V, valid_ids = trainer.masked_states(trainer.valid_records, args.seed + 7919)
     table = trainer.targets.double()  # (V, h_e)
     bands = trainer.token_bands  # band name per token id
     names = sorted(set(bands.tolist()))  # the three bands, and 'special' for ids outside the ranking
@@ -85,13 +55,13 @@ def main() -> None:
     def of_band(band_names: np.ndarray) -> torch.Tensor:  # (n, h_e): each row's band mean
         return torch.stack([band_mean[b] for b in band_names])
 
-    W = ridge(H, T)
-    W_dev = ridge(H, T - of_band(fit_bands))
+    W = ridge_fit(H, T)
+    W_dev = ridge_fit(H, T - of_band(fit_bands))
     per_band = torch.zeros_like(target)
     for b in names:
         at, fit_at = valid_bands == b, fit_bands == b
         if at.any() and fit_at.any():
-            per_band[torch.from_numpy(at)] = V[torch.from_numpy(at)] @ ridge(H[torch.from_numpy(fit_at)],
+            per_band[torch.from_numpy(at)] = V[torch.from_numpy(at)] @ ridge_fit(H[torch.from_numpy(fit_at)],
                                                                            T[torch.from_numpy(fit_at)])
     predictors = {
         "mean row": table.mean(0).expand_as(target),

@@ -43,6 +43,24 @@ BEST = "best.safetensors"  # weights of the best validation so far, in the run b
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths, × mean eigenvalue of HᵀH; one is picked on held-out rows
 
 
+def ridge_fit(H: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """W (h_s, h_e) minimising ‖HW − T‖² + λ‖W‖², λ from RIDGE_GRID picked on the last fifth of the rows held
+    out (a single row: the strongest), then refitted on every row. H (n, h_s), T (n, h_e) in float64."""
+
+    def solve(rows: slice, strength: float) -> torch.Tensor:  # (h_s, h_e)
+        gram = H[rows].T @ H[rows]
+        ridge = strength * torch.trace(gram) / gram.shape[0]
+        return torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), H[rows].T @ T[rows])
+
+    cut = len(H) * 4 // 5
+    if cut:
+        errors = {s: float(((H[cut:] @ solve(slice(0, cut), s) - T[cut:]) ** 2).sum(dim=1).mean()) for s in RIDGE_GRID}
+        best = min(errors, key=errors.get)
+    else:  # a single row: nothing to hold out, so the strongest ridge
+        best = RIDGE_GRID[-1]
+    return solve(slice(0, len(H)), best)
+
+
 def _device(name: str | None, world: int) -> torch.device:
     """The training device: ``--device``, else the GPU when there is one; one GPU per rank under torchrun."""
     device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -184,36 +202,30 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
 
     @torch.no_grad()
+    def masked_states(self, records: list[dict], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, token ids): the body's states at the predicted positions of ``records`` in float64, read in
+        training's precision with the masking validation and `embed` use (encoders: every occurrence of the
+        word masked); ``seed`` seeds the masking draws. # (n, h_s), (n,)"""
+        generator = torch.Generator().manual_seed(seed)
+        strategy = mask_encoder if self.kind == "encoder" else self.strategy
+        states, ids = [], []
+        for start in range(0, len(records), 64):
+            batch = self._examples(records[start : start + 64], generator, strategy)
+            with self._precision():  # the states training's forward produces, W is fitted to
+                states.append(self.model.hidden_states(batch).double())
+            ids.append(batch.targets)
+        return torch.cat(states), torch.cat(ids)
+
+    @torch.no_grad()
     def warm_start_head(self) -> None:
         """W by ridge least squares on the frozen model's states at masked positions (METHOD lead): for
         encoders every occurrence of the word masked, the case validation scores and `embed` reads."""
         self.model.eval()
-        generator = torch.Generator().manual_seed(self.config.seed + 104729)
-        strategy = mask_encoder if self.kind == "encoder" else self.strategy
         rng = np.random.default_rng(self.config.seed + 104729)
         size = min(self.config.ridge_examples, len(self.train_records))
         picks = rng.choice(len(self.train_records), size=size, replace=False)
-        states, targets = [], []
-        for start in range(0, len(picks), 64):
-            batch = self._examples([self.train_records[i] for i in picks[start : start + 64]], generator, strategy)
-            with self._precision():  # the states training's forward produces, W is fitted to
-                states.append(self.model.hidden_states(batch).double())
-            targets.append(self.targets[batch.targets].double())
-        H, T = torch.cat(states), torch.cat(targets)  # (n, h_s), (n, h_e)
-        cut = len(H) * 4 // 5
-        fit, held = slice(0, cut), slice(cut, len(H))
-
-        def solve(rows: slice, strength: float) -> torch.Tensor:  # (h_s, h_e)
-            gram = H[rows].T @ H[rows]
-            ridge = strength * torch.trace(gram) / gram.shape[0]
-            return torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), H[rows].T @ T[rows])
-
-        if cut:
-            errors = {s: float(((H[held] @ solve(fit, s) - T[held]) ** 2).sum(dim=1).mean()) for s in RIDGE_GRID}
-            best = min(errors, key=errors.get)
-        else:  # a single row: nothing to hold out, so the strongest ridge
-            best = RIDGE_GRID[-1]
-        self.model.head.weight.copy_(solve(slice(0, len(H)), best).T.float())
+        H, ids = self.masked_states([self.train_records[i] for i in picks], self.config.seed + 104729)
+        self.model.head.weight.copy_(ridge_fit(H, self.targets[ids].double()).T.float())
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
