@@ -9,7 +9,9 @@ body) and those `train` validates on (validation prompts, encoders fully masked)
 - the table's mean row, and each band's own mean row;
 - one ridge map over every band (today's warm start);
 - one map fitted on deviations from each band's mean row, that mean added back (a band intercept);
-- one map per band.
+- one map per band;
+- one map per band shrunk toward the shared map (the shared map plus a per-band ridge correction: a band
+  with few rows stays near the shared map).
 The band of a token is known when its row is predicted (it is the token being embedded), so any of
 these is a head `embed` could use. Every map is fitted by the warm start's own `ridge_fit`.
 """
@@ -57,18 +59,19 @@ def main() -> None:
 
     W = ridge_fit(H, T)
     W_dev = ridge_fit(H, T - of_band(fit_bands))
-    per_band = torch.zeros_like(target)
+    per_band, shrunk = torch.zeros_like(target), V @ W
     for b in names:
-        at, fit_at = valid_bands == b, fit_bands == b
+        at, fit_at = torch.from_numpy(valid_bands == b), torch.from_numpy(fit_bands == b)
         if at.any() and fit_at.any():
-            per_band[torch.from_numpy(at)] = V[torch.from_numpy(at)] @ ridge_fit(H[torch.from_numpy(fit_at)],
-                                                                           T[torch.from_numpy(fit_at)])
+            per_band[at] = V[at] @ ridge_fit(H[fit_at], T[fit_at])
+            shrunk[at] = V[at] @ (W + ridge_fit(H[fit_at], T[fit_at] - H[fit_at] @ W))
     predictors = {
         "mean row": table.mean(0).expand_as(target),
         "band's mean row": of_band(valid_bands),
         "one ridge map (warm start today)": V @ W,
         "band mean + one map on deviations": of_band(valid_bands) + V @ W_dev,
         "one map per band": per_band,
+        "shared map + per-band correction": shrunk,
     }
     counts = {b: int((fit_bands == b).sum()) for b in BANDS}
     print(f"{args.model}: maps fitted on {len(H)} positions ({', '.join(f'{b} {n}' for b, n in counts.items())}); "

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from defemb.cli import main
 from defemb.embeddings import load_embeddings
+from defemb.errors import DefembError
 from defemb.method import embed as embed_module
 from defemb.method.data import load_records
 from defemb.method.embed import assign, embed, load_run
@@ -25,7 +26,8 @@ from defemb.models import load_model
 
 @pytest.fixture(scope="module")
 def runs(tiny_model_dir, tmp_path_factory):
-    """Factory: ``runs("bert")`` -> a finished-run folder holding the tiny model and a random W."""
+    """Factory: ``runs("bert")`` -> a finished-run folder holding the tiny model and a random band head (W, a
+    correction per band, tokens given to the bands at random, so a row read by the wrong map shows)."""
     folder = tmp_path_factory.mktemp("runs")
 
     def make(family: str) -> Path:
@@ -36,8 +38,11 @@ def runs(tiny_model_dir, tmp_path_factory):
             loaded.tokenizer.save_pretrained(run / "model")
             hidden = loaded.model.config.get_text_config(decoder=True).hidden_size
             rows = loaded.model.get_input_embeddings().weight.shape[1]
-            head = torch.randn(rows, hidden, generator=torch.Generator().manual_seed(0)) * hidden**-0.5
-            save_file({"weight": head}, run / "head.safetensors")
+            generator = torch.Generator().manual_seed(0)
+            head = {"weight": torch.randn(rows, hidden, generator=generator) * hidden**-0.5,
+                    "band_delta": torch.randn(3, rows, hidden, generator=generator) * hidden**-0.5,
+                    "head_of_token": torch.randint(0, 3, (len(loaded.tokenizer),), generator=generator)}
+            save_file(head, run / "head.safetensors", metadata={"maps": "frequent,medium,rare"})
             (run / "config.json").write_text(json.dumps({"model": str(tiny_model_dir(family)), "table": "input"}))
         return run
 
@@ -85,6 +90,12 @@ def _tokens(run: Path) -> list[str]:
     return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
 
 
+def _row(model, state: torch.Tensor, token: int) -> np.ndarray:
+    """W of the token's band (the shared map plus that band's correction) applied to one state. # (h_e,)"""
+    k = int(model.head.head_of_token[token])
+    return ((model.head.weight + model.head.band_delta[k]) @ state).numpy()
+
+
 @torch.no_grad()
 def _masked_row(model, tokenizer, record: dict, position: int) -> np.ndarray:
     """Encoder: the row read at ``position`` with every occurrence and copy of the word masked, built by hand."""
@@ -92,7 +103,7 @@ def _masked_row(model, tokenizer, record: dict, position: int) -> np.ndarray:
     for p in _hidden(record):
         ids[p] = tokenizer.mask_token_id
     state = model.body.base_model(input_ids=torch.tensor([ids])).last_hidden_state[0, position]
-    return model.head(state).numpy()
+    return _row(model, state, record["input_ids"][position])
 
 
 def test_mean_averages_the_prompts_predictions_and_first_keeps_the_first(runs, corpora, tmp_path):
@@ -185,7 +196,7 @@ def _seq2seq_row(model, loaded, record: dict, position: int) -> np.ndarray:
     decoder = [loaded.model.config.decoder_start_token_id, *labels[:-1]]
     out = model.body(input_ids=torch.tensor([encoder]), decoder_input_ids=torch.tensor([decoder]),
                      output_hidden_states=True)
-    return model.head(out.decoder_hidden_states[-1][0, label_of[position]]).numpy()
+    return _row(model, out.decoder_hidden_states[-1][0, label_of[position]], ids[position])
 
 
 @torch.no_grad()
@@ -199,7 +210,7 @@ def _decoder_row(model, loaded, record: dict, position: int) -> np.ndarray:
     context = [token for p, token in enumerate(ids) if p not in hidden]
     sequence = context + [ids[q] for q in form]
     state = model.body.base_model(input_ids=torch.tensor([sequence])).last_hidden_state[0]
-    return model.head(state[len(context) - 1 + form.index(position)]).numpy()
+    return _row(model, state[len(context) - 1 + form.index(position)], ids[position])
 
 
 @pytest.mark.parametrize("family, kind, expected_row", [("t5", "encoder-decoder", _seq2seq_row),
@@ -241,3 +252,34 @@ def test_a_bf16_run_is_read_in_bf16(runs, corpora, tmp_path):
     for a, b in ((plain, half), (predicted[False], predicted[True])):
         assert not np.allclose(a, b, rtol=1e-4, atol=1e-5)  # bf16 rounding shows: the autocast was on
         np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05)  # and it is the same predictor
+
+
+def test_new_words_take_the_shared_map_and_runs_before_band_heads_their_one_w(runs, corpora, tmp_path):
+    """`add-tokens`/`extend` read a new word with a band head's shared W (no band's correction; measured best
+    for new words) unless a band is named; a run written before band heads (W alone) still loads, as one map
+    for every token; a head file whose map index does not fit the model is a clear error naming it."""
+    from defemb.method.add_tokens import predict_rows
+    from defemb.method.masking import Vocabulary
+
+    run, corpus = runs("gpt2"), corpora("gpt2")
+    model, loaded, _ = load_run(run)
+    vocab, records = Vocabulary.for_model(loaded), _records(run, corpus)[:6]
+    shared = predict_rows(model, vocab, records)
+    np.testing.assert_array_equal(shared, predict_rows(model, vocab, records, band="shared"))
+    assert not np.allclose(shared, predict_rows(model, vocab, records, band="rare"))
+    with pytest.raises(DefembError, match="unknown map 'huge'"):
+        predict_rows(model, vocab, records, band="huge")
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    head = load_file(run / "head.safetensors")
+    save_file({"weight": head["weight"]}, old / "head.safetensors")
+    single, _, _ = load_run(old)
+    assert single.head.names == ("all",) and single.head.band_delta is None
+    for band in ("shared", "rare"):  # one W for every map, the band head's W without a correction
+        np.testing.assert_allclose(predict_rows(single, vocab, records, band=band), shared, rtol=1e-5, atol=1e-6)
+
+    save_file({**head, "head_of_token": head["head_of_token"][:-1]}, old / "head.safetensors",
+              metadata={"maps": "frequent,medium,rare"})
+    with pytest.raises(DefembError, match="head.safetensors' is damaged"):
+        load_run(old)

@@ -46,12 +46,12 @@ from transformers.utils import logging as hf_logging
 
 from defemb.analysis.neighbours import nearest_neighbours
 from defemb.analysis.projection import printable
-from defemb.config import SENSES, CorpusConfig
+from defemb.config import NEW_WORD_BAND, SENSES, CorpusConfig
 from defemb.corpus.build import Tokenizing, make_records
 from defemb.dictionaries import Entry, SkipLog, read_source
 from defemb.embeddings import EMBEDDING_TABLES
 from defemb.errors import DefembError, check_text_file, quote
-from defemb.frequency import encoder
+from defemb.frequency import BANDS, encoder
 from defemb.models import (
     LoadedModel,
     get_table,
@@ -90,6 +90,8 @@ class ExtendConfig:
     table: str | None = field(default=None, metadata={"help": "input | encoder | decoder (default: the run's)"})
     init: str = field(default="definitionemb", metadata={
         "help": "rows of the new tokens: definitionemb, or a baseline on the same words (resize, pieces, desc_init)"})
+    band: str = field(default=NEW_WORD_BAND, metadata={"help": "the map of a band-head run that reads the new "
+                                                              "words: shared (default), frequent, medium or rare"})
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -106,6 +108,9 @@ class ExtendConfig:
         if self.table is not None and self.table not in EMBEDDING_TABLES:
             choices = ", ".join(EMBEDDING_TABLES)
             raise DefembError(f"--table {quote(self.table)} cannot get rows; choose one of {choices}")
+        if self.band not in (NEW_WORD_BAND, *BANDS):
+            maps = ", ".join((NEW_WORD_BAND, *BANDS))
+            raise DefembError(f"--band {quote(self.band)} is not a map; choose one of {maps}")
         if self.init not in INITIALISATIONS:
             raise DefembError(f"--init {quote(self.init)} is not known; choose one of {', '.join(INITIALISATIONS)}")
         for path in [*self.task_data, *([self.words] if self.words else [])]:
@@ -253,10 +258,11 @@ def run_tokenizer_check(run_dir: str | Path, tokenizer) -> dict:
     return config
 
 
-def predicted_rows(run_dir: str | Path, words: list[NewWord]) -> tuple[list[NewWord], np.ndarray]:
+def predicted_rows(run_dir: str | Path, words: list[NewWord], band: str = NEW_WORD_BAND
+                   ) -> tuple[list[NewWord], np.ndarray]:
     """DefinitionEMB rows for the words (one model load, batched): the mean of the rows predicted from each
-    of a word's definitions. Words none of whose prompts can hold them are dropped (their count is the
-    difference)."""
+    of a word's definitions, by the map of ``band`` when the run has a band head. Words none of whose prompts
+    can hold them are dropped (their count is the difference)."""
     from defemb.method.add_tokens import predict_rows
     from defemb.method.embed import load_run
     from defemb.method.masking import Vocabulary
@@ -265,7 +271,7 @@ def predicted_rows(run_dir: str | Path, words: list[NewWord]) -> tuple[list[NewW
     tok = Tokenizing.load(str(Path(run_dir) / "model"), CorpusConfig.max_tokens)  # prompts as long as in training
     by_word = {w.word: w for w in words}
     records = make_records([e for w in words for e in (w.entry, *w.more)], tok, SkipLog())
-    rows = predict_rows(model, Vocabulary.for_model(loaded), records)
+    rows = predict_rows(model, Vocabulary.for_model(loaded), records, band)
     groups: dict[str, list[int]] = {}
     for k, r in enumerate(records):
         groups.setdefault(r["word"], []).append(k)
@@ -377,7 +383,7 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
     if not plan.words:
         raise DefembError(f"no word to add ({', '.join(f'{k} {v}' for k, v in plan.counts().items())}); "
                           f"see --dry-run for the lists")
-    new, rows = predicted_rows(config.run, plan.words)
+    new, rows = predicted_rows(config.run, plan.words, config.band)
     run_table = run_config.get("table", "input")
     table = config.table or run_table
     target = load_model(config.model, trust_remote_code=config.trust_remote_code)
@@ -473,16 +479,16 @@ def extension_from_checkpoint(path: str | Path, trust_remote_code: bool = False)
 
 
 def extension_from_run(run: str | Path, words: list[str], sources: list[str], trust_remote_code: bool = False,
-                       senses: int = SENSES) -> Extension:
+                       senses: int = SENSES, band: str = NEW_WORD_BAND) -> Extension:
     """Every word of ``words`` that the run's model splits and the sources define, with its predicted row
-    (nothing is written)."""
+    (read by ``band``'s map of a band head; nothing is written)."""
     model = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))["model"]
     base = load_model(model, trust_remote_code=trust_remote_code)
     run_config = run_tokenizer_check(run, base.tokenizer)
     normalise = normaliser(base.tokenizer)
     unique = list(dict.fromkeys(normalise(w) for w in words))
     plan = choose_words(base.tokenizer, unique, dict.fromkeys(unique), sources, senses=senses)
-    new, rows = predicted_rows(run, plan.words)
+    new, rows = predicted_rows(run, plan.words, band)
     return _extension(base, run_config.get("table", "input"), [w.word for w in new],
                       [w.definitions for w in new], rows)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from defemb.config import SENSES
+from defemb.config import NEW_WORD_BAND, SENSES
 
 
 def _report(summary: dict, out: str | None) -> None:
@@ -36,7 +36,7 @@ def cmd_extend(args: argparse.Namespace) -> None:
         model=args.model, run=args.run, task_data=args.task_data or [], words=args.words,
         sources=args.source or ([] if args.entities else ["gcide"]), entities=args.entities,
         min_count=args.min_count, max_words=args.max_words, senses=args.senses, table=args.table, init=args.init,
-        trust_remote_code=args.trust_remote_code,
+        band=args.band, trust_remote_code=args.trust_remote_code,
     )
     _report(extend(config, None if args.dry_run else args.out, force=args.force, dry_run=args.dry_run),
             None if args.dry_run else args.out)
@@ -46,7 +46,7 @@ def cmd_add_tokens(args: argparse.Namespace) -> None:
     from defemb.extend import ExtendConfig, extend
 
     config = ExtendConfig(model=args.model, run=args.run, words=args.words, sources=[],
-                          entities=args.words, table=args.table)
+                          entities=args.words, table=args.table, band=args.band)
     _report(extend(config, args.out, force=args.force), args.out)
 
 
@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rows of the new tokens: definitionemb (default), or a baseline on the same words for "
                    "comparisons: pieces (mean of the word's pieces), desc_init (mean of the definition's token rows), "
                    "resize (the mean row, as resize_token_embeddings)")
+    _band_option(p)
     p.add_argument("--dry-run", action="store_true", help="only list what would be added, with the counts")
     p.add_argument("--out", help="output checkpoint directory (with added.tsv)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
@@ -82,5 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--words", required=True, help="TSV: word<TAB>[pos<TAB>]definition (the first per word is used)")
     p.add_argument("--out", required=True, help="output checkpoint directory (with added.tsv)")
     p.add_argument("--table", help="input | encoder | decoder (default: the table the run was trained on)")
+    _band_option(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.set_defaults(func=cmd_add_tokens)
+
+
+def _band_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--band", default=NEW_WORD_BAND, choices=[NEW_WORD_BAND, "frequent", "medium", "rare"],
+                   help="which map of a band-head run (`train --head band`) reads the new words: the shared W "
+                   "(default) or a band's (a run with one W uses it for all)")

@@ -34,10 +34,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         if not (args.model and args.corpus and args.out):
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
-        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "steps", "warmup", "tokens", "lr",
-                                               "head_lr_scale", "schedule", "grad_accum", "eval_every", "save_every",
-                                               "max_valid", "ridge_examples", "patience", "train_embeddings", "bf16",
-                                               "gradient_checkpointing", "device", "seed", "trust_remote_code")}
+        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "head", "steps", "warmup", "tokens",
+                                               "lr", "head_lr_scale", "schedule", "grad_accum", "eval_every",
+                                               "save_every", "max_valid", "ridge_examples", "patience",
+                                               "train_embeddings", "bf16", "gradient_checkpointing", "device", "seed",
+                                               "trust_remote_code")}
         if args.no_warm_start:
             fields["warm_start"] = False
         summary = train(TrainConfig(model=args.model, corpus=args.corpus, keep_best=not args.keep_last, **fields),
@@ -95,6 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="small", help="roberta | bart | t5 (paper Table 12) | small (CPU)")
     p.add_argument("--table", default="input", help="table to rebuild: input | encoder | decoder")
     p.add_argument("--objective", default="mimic", help="mimic | lm (the paper's w/o-mimicking ablation)")
+    p.add_argument("--head", default="band", choices=["band", "single"], help="band: W plus a correction per "
+                   "frequency band of the token (default); single: the paper's one W")
     for name, kind in (("steps", int), ("warmup", int), ("tokens", int), ("lr", float), ("head-lr-scale", float)):
         p.add_argument(f"--{name}", type=kind, help="override the preset")
     p.add_argument("--schedule", choices=["inverse_sqrt", "linear", "cosine", "constant"],

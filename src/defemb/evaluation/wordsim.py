@@ -294,11 +294,38 @@ def new_word_pairs(sets: list[WordPairs], new: set[str], key: Callable[[str], st
     return subsets
 
 
+def added_word_scores(ext, sets: list[WordPairs], min_pairs: int) -> dict[str, dict[str, float]]:
+    """initialisation name -> metrics of the extension's new words (`run_added_words`): every set on all its
+    pairs, and on the pairs holding a new word (``SET/new/...``, ``new/mean/spearman``)."""
+    from defemb.extend import initialisations, normaliser
+
+    tokenizer = ext.base.tokenizer
+    key = normaliser(tokenizer)
+    index = {w: k for k, w in enumerate(ext.words)}
+    subsets = new_word_pairs(sets, set(index), key, min_pairs)
+    plain = table_vectors(get_table(ext.base.model, ext.table), tokenizer, ext.base.tokenizer_kind)
+    scores = {}
+    for name, rows in initialisations(ext).items():
+        def vector(words: list[str], rows: np.ndarray = rows) -> tuple[np.ndarray, np.ndarray]:
+            vectors, covered = plain(words)
+            for k, word in enumerate(words):
+                if key(word) in index:
+                    vectors[k], covered[k] = rows[index[key(word)]], True
+            return vectors, covered
+
+        metrics = score_sets(sets, vector)
+        if subsets:
+            new = score_sets(subsets, vector)
+            metrics |= {k: v for k, v in new.items() if k != PRIMARY} | {PRIMARY_NEW: new[PRIMARY]}
+        scores[name] = metrics | {"new/words": len(ext.words)}
+    return scores
+
+
 def run_added_words(config: WordsimConfig, out: str | Path, force: bool = False) -> list[RunRecord]:
     """One record per initialisation of the new words (`defemb.extend.INITIALISATIONS`): every set on all its
     pairs, and on the pairs holding a new word (``SET/new/...``, primary ``new/mean/spearman``). Words that
     were not added keep the mean of their token rows, the same in every record."""
-    from defemb.extend import ADDED_FILE, extension_from_checkpoint, extension_from_run, initialisations, normaliser
+    from defemb.extend import ADDED_FILE, extension_from_checkpoint, extension_from_run
 
     path = Path(config.add_tokens)
     if not (path / ADDED_FILE).is_file() and not (path / "head.safetensors").is_file():
@@ -313,27 +340,10 @@ def run_added_words(config: WordsimConfig, out: str | Path, force: bool = False)
     else:
         words = sorted({w for s in sets for pair in s.pairs for w in pair})
         ext = extension_from_run(path, words, config.sources, config.trust_remote_code, config.senses)
-    tokenizer = ext.base.tokenizer
-    key = normaliser(tokenizer)
-    index = {w: k for k, w in enumerate(ext.words)}
-    subsets = new_word_pairs(sets, set(index), key, config.min_pairs)
-    plain = table_vectors(get_table(ext.base.model, ext.table), tokenizer, ext.base.tokenizer_kind)
     records = []
-    for name, rows in initialisations(ext).items():
-        def vector(words: list[str], rows: np.ndarray = rows) -> tuple[np.ndarray, np.ndarray]:
-            vectors, covered = plain(words)
-            for k, word in enumerate(words):
-                if key(word) in index:
-                    vectors[k], covered[k] = rows[index[key(word)]], True
-            return vectors, covered
-
-        metrics = score_sets(sets, vector)
-        if subsets:
-            new = score_sets(subsets, vector)
-            metrics |= {k: v for k, v in new.items() if k != PRIMARY} | {PRIMARY_NEW: new[PRIMARY]}
-        metrics["new/words"] = len(ext.words)
+    for name, metrics in added_word_scores(ext, sets, config.min_pairs).items():
         record = RunRecord(evaluator=EVALUATOR, task=EVALUATOR, model=str(path), label=name, seed=None,
-                           primary=PRIMARY_NEW if subsets else PRIMARY, config=settings, metrics=metrics,
+                           primary=PRIMARY_NEW if PRIMARY_NEW in metrics else PRIMARY, config=settings, metrics=metrics,
                            wall_s=time.perf_counter() - start)
         write_record(out, record)
         records.append(record)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from defemb.config import NEW_WORD_BAND
 from defemb.method.data import batch_plan
 from defemb.method.masking import STRATEGIES, Example, Vocabulary, copies
 from defemb.method.model import DefinitionEMB, collate, read_rows
@@ -49,12 +50,15 @@ def new_word_example(record: dict, kind: str, vocab: Vocabulary) -> Example:
 
 
 @torch.no_grad()
-def predict_rows(model: DefinitionEMB, vocab: Vocabulary, records: list[dict],
+def predict_rows(model: DefinitionEMB, vocab: Vocabulary, records: list[dict], band: str = NEW_WORD_BAND,
                  token_budget: int = TOKEN_BUDGET) -> np.ndarray:
-    """One predicted row per record, in record order; length-bucketed batches. # (n, h_e)"""
+    """One predicted row per record, in record order, by the head's map ``band`` (the shared W, or a band's;
+    a run with one W uses it for every name); length-bucketed batches. # (n, h_e)"""
     examples = [new_word_example(r, model.kind, vocab) for r in records]
     lengths = np.array([len(e.input_ids) + len(e.decoder_input_ids or []) for e in examples])
     rows = np.zeros((len(examples), model.head.out_features), dtype=np.float32)
+    index = model.head.index(band)
     for batch in batch_plan(lengths, token_budget, 0, 0):
-        rows[batch] = read_rows(model, collate([examples[i] for i in batch], vocab.pad_id)).numpy()
+        heads = torch.full((len(batch),), index, dtype=torch.long, device=model.head.weight.device)
+        rows[batch] = read_rows(model, collate([examples[i] for i in batch], vocab.pad_id), heads).numpy()
     return rows

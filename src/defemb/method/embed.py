@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 from tqdm import tqdm
 
 from defemb.embeddings import save_embeddings
@@ -42,10 +42,16 @@ def load_run(run_dir: str | Path) -> tuple[DefinitionEMB, object, dict]:
         config = dict(json.loads(path.read_text()))
     loaded = load_model(str(run_dir / "model"))
     with reading(run_dir / "head.safetensors", run_dir) as path:
-        head = load_file(path)["weight"]
-        model = DefinitionEMB(loaded.model, loaded.kind, head.shape[0])
-        with torch.no_grad():
-            model.head.weight.copy_(head)
+        with safe_open(path, "pt") as handle:
+            names = tuple((handle.metadata() or {}).get("maps", "all").split(","))
+            stored = {key: handle.get_tensor(key) for key in handle.keys()}
+        rows = loaded.model.get_input_embeddings().weight.shape[0]
+        head_of_token = stored.get("head_of_token", torch.zeros(rows, dtype=torch.long))  # runs before band heads
+        if len(head_of_token) != rows or int(head_of_token.max()) >= len(names):
+            raise ValueError(f"its map index covers {len(head_of_token)} of {rows} tokens and {len(names)} maps")
+        model = DefinitionEMB(loaded.model, loaded.kind, stored["weight"].shape[0], head_of_token=head_of_token,
+                              names=names)
+        model.head.load_state_dict({k: v for k, v in stored.items() if k != "head_of_token"})
     model.eval()
     model.bf16 = bool(config.get("bf16", False))  # rows are read in the precision the run trained in
     return model, loaded, config

@@ -111,7 +111,9 @@ class Trainer:
         ranking = rank_tokens(tokenizer, self.targets.shape[0], None, tokenizer_kind(tokenizer))
         self.token_bands = ranking.band_of(self.targets.shape[0])
         generator = torch.Generator().manual_seed(config.seed)
-        self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator).to(self.device)
+        names, head_of_token = head_maps(config.head, self.token_bands)
+        self.model = DefinitionEMB(self.loaded.model, self.kind, self.targets.shape[1], generator,
+                                   torch.from_numpy(head_of_token), names).to(self.device)
         self._freeze_tables()
         if config.gradient_checkpointing:
             self._checkpoint_activations()
@@ -143,7 +145,8 @@ class Trainer:
     def _optimiser(self):
         c = self.config
         body = [p for p in self.model.body.parameters() if p.requires_grad]
-        groups = [{"params": body, "lr": c.lr}, {"params": [self.model.head.weight], "lr": c.lr * c.head_lr_scale}]
+        head = list(self.model.head.parameters())  # W, and the band corrections of a band head
+        groups = [{"params": body, "lr": c.lr}, {"params": head, "lr": c.lr * c.head_lr_scale}]
         if c.optimizer == "adafactor":
             from transformers.optimization import Adafactor
 
@@ -219,13 +222,24 @@ class Trainer:
     @torch.no_grad()
     def warm_start_head(self) -> None:
         """W by ridge least squares on the frozen model's states at masked positions (METHOD lead): for
-        encoders every occurrence of the word masked, the case validation scores and `embed` reads."""
+        encoders every occurrence of the word masked, the case validation scores and `embed` reads. A band
+        head: each band's map is the shared fit plus a ridge correction fitted on that band's rows alone,
+        so a band with few rows stays near the shared map."""
         self.model.eval()
         rng = np.random.default_rng(self.config.seed + 104729)
         size = min(self.config.ridge_examples, len(self.train_records))
         picks = rng.choice(len(self.train_records), size=size, replace=False)
         H, ids = self.masked_states([self.train_records[i] for i in picks], self.config.seed + 104729)
-        self.model.head.weight.copy_(ridge_fit(H, self.targets[ids].double()).T.float())
+        T = self.targets[ids].double()
+        head = self.model.head
+        shared = ridge_fit(H, T)  # (h_s, h_e)
+        head.weight.copy_(shared.T.float())
+        if head.band_delta is not None:
+            maps = head.head_of_token[ids]
+            for k in range(len(head.names)):
+                at = maps == k
+                correction = ridge_fit(H[at], T[at] - H[at] @ shared) if at.any() else torch.zeros_like(shared)
+                head.band_delta[k].copy_(correction.T.float())
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
@@ -375,11 +389,23 @@ class Trainer:
                 load_model(self.model, self.run_dir / BEST)
             self.loaded.model.save_pretrained(self.run_dir / "model")
             self.loaded.tokenizer.save_pretrained(self.run_dir / "model")
-            save_file({"weight": self.model.head.weight.detach().cpu().contiguous()}, self.run_dir / "head.safetensors")
+            head = self.model.head
+            tensors = {**{k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                       "head_of_token": head.head_of_token.cpu()}
+            save_file(tensors, self.run_dir / "head.safetensors", metadata={"maps": ",".join(head.names)})
             write_json_atomic(self.run_dir / "summary.json", summary)
             move_into_place(self.run_dir, self.out)
             (self.out / BEST).unlink(missing_ok=True)  # removed only now: a crash before the move can redo finish
         return summary
+
+
+def head_maps(head: str, token_bands: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """(map names, map index per token id) for ``--head``: one map for all, or one per band, where ids outside
+    the ranking (special tokens) take the rare band's map. # (V,)"""
+    if head == "single":
+        return ("all",), np.zeros(len(token_bands), dtype=np.int64)
+    index = {band: k for k, band in enumerate(BANDS)}
+    return BANDS, np.array([index.get(band, index["rare"]) for band in token_bands], dtype=np.int64)
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
