@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from defemb.cli import main
 from defemb.config import TrainConfig
@@ -235,6 +236,22 @@ def test_a_damaged_checkpoint_is_named_on_resume(interrupted_run, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"defemb: error: '{damaged}' is damaged or not from this run (") and err.count("\n") == 1
     assert "--force" in err and not marker.exists() and not out.exists()
+
+
+def test_a_run_interrupted_before_band_heads_resumes_with_its_one_w(tiny_model_dir, corpora, tmp_path, monkeypatch):
+    """A run started before `--head` existed has no "head" in its config.json and one W in its checkpoint: it
+    resumes as what it was, not as a band head whose checkpoint would not load."""
+    out = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        _fail_at_step(patched, 3)
+        assert main(_train_args(tiny_model_dir("bert"), corpora("bert"), out, "--head", "single")) == 2
+    config_file = train_module.partial_dir(out) / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["head"]
+    config_file.write_text(json.dumps(config))
+    assert main(["train", "--resume", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text()).get("head", "single") == "single"
+    assert set(load_file(out / "head.safetensors")) == {"weight", "head_of_token"}
 
 
 def test_a_corpus_without_validation_records_is_refused(tiny_model_dir, corpora, tmp_path, capsys):

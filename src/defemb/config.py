@@ -130,7 +130,7 @@ SENSES = 5  # definitions averaged per new word (extend): 1 -> 5 raised new-word
 # The map a band head reads new words with: the shared W. On MiniLM (277 new words, mean rho on their pairs) the
 # shared W gave 0.530, the medium band's map 0.521, the frequent's 0.461 and the rare's 0.439: MiniLM's rare rows
 # are stray pieces and scripts, while a word the vocabulary splits is an ordinary word (docs/results.md).
-NEW_WORD_BAND = "shared"
+NEW_WORD_BAND = "shared"  # `defemb.method.model.SHARED`: W without a band's correction
 
 # Optimiser presets: the paper's Table 12 for full-size models, and "small" for CPU runs on small models
 # (see docs/results.md for what they give). Every preset starts W from the ridge warm start: the paper's

@@ -508,7 +508,7 @@ def resume(run_dir: str | Path) -> dict:
             raise DefembError(f"'{out}' is a finished run: nothing to resume (train with --force to start over)")
         raise DefembError(f"'{out}' has no interrupted training run to resume (no '{partial / 'config.json'}')")
     with reading(partial / "config.json", out) as path:
-        saved = json.loads(path.read_text())
+        saved = {"head": "single", **json.loads(path.read_text())}  # runs started before --head had one W
         config = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
     trainer = Trainer(config, out)
     if _checkpoint_step(out) is not None:
