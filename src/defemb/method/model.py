@@ -7,8 +7,9 @@ frozen unless asked otherwise.
 With a band head (`train --head band`, the default) the map is W + D_b: a shared W plus a correction for
 the frequency band b of the token being predicted. The band is known whenever a row is predicted (it is
 the token being embedded), and rare rows sit in a different part of the space from frequent ones, which
-one linear map fits badly (docs/results.md, "A head per band"). ``head_of_token`` gives each token id its map; a new word, which has
-no id yet, is read with the map a caller names (`extend` and `add-tokens`: the shared W, measured best).
+one linear map fits badly (docs/results.md, "A head per band"). ``head_of_token`` gives each token id its
+map; a new word, which has no id yet, is read with the map a caller names (`extend` and `add-tokens`: the
+shared W, measured best).
 """
 
 from __future__ import annotations
