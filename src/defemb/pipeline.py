@@ -57,7 +57,7 @@ PIPELINE_PRESETS = {
 # take these instead, so that `quickstart` stays a 20-minute run on 2 cores; docs/results.md has the figures.
 DECODER_PRESETS = {
     "quickstart": PipelinePreset(steps=40, warmup=4, tokens=2048, eval_every=20, alpha=5.0, lr=1e-5,
-                                 max_valid=300, ridge_examples=1024, embed_replaced_only=True,
+                                 max_valid=300, ridge_examples=2048, embed_replaced_only=True,
                                  gradient_checkpointing=True),
     "full": PipelinePreset(steps=400, warmup=40, tokens=2048, eval_every=100, alpha=20.0, lr=1e-5,
                            max_valid=1000, embed_replaced_only=True, gradient_checkpointing=True),
