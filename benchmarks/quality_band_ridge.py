@@ -13,7 +13,7 @@ body) and those `train` validates on (validation prompts, encoders fully masked)
 - one map per band shrunk toward the shared map (the shared map plus a per-band ridge correction: a band
   with few rows stays near the shared map).
 The band of a token is known when its row is predicted (it is the token being embedded), so any of
-these is a head `embed` could use. Every map is fitted by the warm start's own `ridge_fit`.
+these is a head `embed` could use. Every map is fitted by the warm start's own `ridge_fit` and `band_ridge_fit`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 
 from defemb.config import TrainConfig
 from defemb.frequency import BANDS
-from defemb.method.train import Trainer, ridge_fit
+from defemb.method.train import Trainer, band_ridge_fit, ridge_fit
 
 
 def main() -> None:
@@ -59,12 +59,13 @@ def main() -> None:
 
     W = ridge_fit(H, T)
     W_dev = ridge_fit(H, T - of_band(fit_bands))
+    _, corrections = band_ridge_fit(H, T, torch.from_numpy(np.searchsorted(names, fit_bands)), len(names))
     per_band, shrunk = torch.zeros_like(target), V @ W
-    for b in names:
+    for k, b in enumerate(names):
         at, fit_at = torch.from_numpy(valid_bands == b), torch.from_numpy(fit_bands == b)
         if at.any() and fit_at.any():
             per_band[at] = V[at] @ ridge_fit(H[fit_at], T[fit_at])
-            shrunk[at] = V[at] @ (W + ridge_fit(H[fit_at], T[fit_at] - H[fit_at] @ W))
+            shrunk[at] = V[at] @ (W + corrections[k])  # the band head's warm start
     predictors = {
         "mean row": table.mean(0).expand_as(target),
         "band's mean row": of_band(valid_bands),

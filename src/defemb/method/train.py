@@ -61,6 +61,20 @@ def ridge_fit(H: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     return solve(slice(0, len(H)), best)
 
 
+def band_ridge_fit(H: torch.Tensor, T: torch.Tensor, maps: torch.Tensor, count: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, D): the shared ridge fit on every row, W (h_s, h_e), and for each map k < ``count`` a ridge fit of
+    the residuals T − HW on the rows with ``maps == k`` alone, D (count, h_s, h_e), zero for a map without
+    rows. A band head's warm start: a band with few rows keeps a strong ridge and stays near W."""
+    shared = ridge_fit(H, T)
+    corrections = torch.zeros(count, *shared.shape, dtype=shared.dtype, device=shared.device)
+    for k in range(count):
+        at = maps == k
+        if at.any():
+            corrections[k] = ridge_fit(H[at], T[at] - H[at] @ shared)
+    return shared, corrections
+
+
 def _device(name: str | None, world: int) -> torch.device:
     """The training device: ``--device``, else the GPU when there is one; one GPU per rank under torchrun."""
     device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -230,16 +244,12 @@ class Trainer:
         size = min(self.config.ridge_examples, len(self.train_records))
         picks = rng.choice(len(self.train_records), size=size, replace=False)
         H, ids = self.masked_states([self.train_records[i] for i in picks], self.config.seed + 104729)
-        T = self.targets[ids].double()
         head = self.model.head
-        shared = ridge_fit(H, T)  # (h_s, h_e)
+        count = 0 if head.band_delta is None else len(head.names)
+        shared, corrections = band_ridge_fit(H, self.targets[ids].double(), head.head_of_token[ids], count)
         head.weight.copy_(shared.T.float())
         if head.band_delta is not None:
-            maps = head.head_of_token[ids]
-            for k in range(len(head.names)):
-                at = maps == k
-                correction = ridge_fit(H[at], T[at] - H[at] @ shared) if at.any() else torch.zeros_like(shared)
-                head.band_delta[k].copy_(correction.T.float())
+            head.band_delta.copy_(corrections.transpose(1, 2).float())
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
