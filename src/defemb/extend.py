@@ -52,6 +52,7 @@ from defemb.dictionaries import Entry, SkipLog, read_source
 from defemb.embeddings import EMBEDDING_TABLES
 from defemb.errors import DefembError, check_text_file, quote
 from defemb.frequency import BANDS, encoder
+from defemb.method.refine import RefineConfig, refine_rows
 from defemb.models import (
     LoadedModel,
     get_table,
@@ -92,6 +93,9 @@ class ExtendConfig:
         "help": "rows of the new tokens: definitionemb, or a baseline on the same words (resize, pieces, desc_init)"})
     band: str = field(default=NEW_WORD_BAND, metadata={"help": "the map of a band-head run that reads the new "
                                                               "words: shared (default), frequent, medium or rare"})
+    refine: int = field(default=0, metadata={"help": "causal LMs: steps that refine the new rows on their "
+                                                     "definitions (`defemb.method.refine`; 0: off)"})
+    refine_lr: float = field(default=RefineConfig.lr, metadata={"help": "learning rate of the refinement"})
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -111,11 +115,18 @@ class ExtendConfig:
         if self.band not in (NEW_WORD_BAND, *BANDS):
             maps = ", ".join((NEW_WORD_BAND, *BANDS))
             raise DefembError(f"--band {quote(self.band)} is not a map; choose one of {maps}")
+        if not isinstance(self.refine, int) or self.refine < 0:
+            raise DefembError(f"--refine must be a whole number of steps >= 0 (got {self.refine!r})")
+        if self.refine:
+            self.refine_config()  # its own checks, before anything is loaded
         if self.init not in INITIALISATIONS:
             raise DefembError(f"--init {quote(self.init)} is not known; choose one of {', '.join(INITIALISATIONS)}")
         for path in [*self.task_data, *([self.words] if self.words else [])]:
             if not Path(path).is_file():
                 raise DefembError(f"file '{path}' not found")
+
+    def refine_config(self) -> RefineConfig:
+        return RefineConfig(steps=self.refine, lr=self.refine_lr)
 
 
 @dataclass
@@ -388,6 +399,9 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
     table = config.table or run_table
     target = load_model(config.model, trust_remote_code=config.trust_remote_code)
     _check_table(target, table, run_table, rows.shape[1])
+    if config.refine and target.kind != "decoder":
+        raise DefembError(f"--refine reads the new words as a causal LM does; {config.model} is an {target.kind} "
+                          f"model (leave --refine out)")
     old_size = len(target.tokenizer)
     # desc_init reads the definitions with the original vocabulary, so it needs the tokenizer before the new words
     tokenizer = copy.deepcopy(target.tokenizer) if config.init == "desc_init" else None
@@ -397,6 +411,9 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
 
     ids = add_word_tokens(target.tokenizer, [w.word for w in new])
     placed = _place_rows(target, table, ids, rows_for)
+    state = refine_state_path(out)
+    if config.refine:
+        summary["refine"] = refine_new_rows(target, table, new, ids, config.refine_config(), state)
     near, _ = nearest_neighbours(get_table(target.model, table), ids, np.arange(old_size), k=NEIGHBOURS)
     summary.update(init=config.init, added=len(new), unplaceable=len(plan.words) - len(new), table=table,
                    first_id=int(ids.min()), vocabulary=len(target.tokenizer), **placed)
@@ -404,6 +421,26 @@ def extend(config: ExtendConfig, out: str | Path | None, force: bool = False, dr
         save_model(target, tmp)
         write_text_atomic(tmp / ADDED_FILE, added_tsv(target.tokenizer, new, ids, near))
         write_json_atomic(tmp / "defemb.json", summary)
+    state.unlink(missing_ok=True)
+    return summary
+
+
+def refine_state_path(out: str | Path) -> Path:
+    """Where an interrupted refinement for ``out`` keeps its progress (beside ``out``, removed when it is written)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.refine-state.safetensors"
+
+
+def refine_new_rows(target: LoadedModel, table: str, new: list[NewWord], ids: np.ndarray, config: RefineConfig,
+                    state: Path) -> dict:
+    """Refine the rows just placed (`defemb.method.refine`); the model's tables get the refined rows."""
+    from defemb.precision import use_bf16
+
+    state.parent.mkdir(parents=True, exist_ok=True)
+    start = get_table(target.model, table)[ids]
+    _, summary = refine_rows(target.model, target.tokenizer, [w.word for w in new],
+                             [w.entry.definition for w in new], ids.tolist(), [w.pieces for w in new], start,
+                             config, state=state, bf16=use_bf16())
     return summary
 
 
