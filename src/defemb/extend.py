@@ -19,6 +19,9 @@ Tables: the run's table gets the predicted rows; a tied output head follows it, 
 gets the predicted rows too (its new rows would otherwise be a mean); any other table (a T5Gemma
 encoder when the run rebuilt the decoder) keeps what ``resize_token_embeddings`` (mean_resizing) gives.
 
+With ``--refine STEPS`` (causal LMs), the placed rows, from any ``--init``, are then refined on the words'
+definitions (`defemb.method.refine`); the progress file beside ``out`` lets an interrupted run resume.
+
 The baseline initialisations of the same words (``--init``; `initialisations`, scored by ``evaluate
 wordsim --add-tokens``): ``resize`` (the mean row, what mean_resizing samples around, with covariance 1e-9·Σ),
 ``pieces`` (the mean of the word's pieces), ``desc_init`` (LlamaFactory: the mean of the input rows of
