@@ -11,7 +11,10 @@ rebuilding every number as one set is measured beside it (``OUT/numbers_all.json
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
+import resource
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -102,8 +105,24 @@ class Stages:
         name, start = self.running
         self.running = None
         self.seconds[name] = round(time.perf_counter() - start, 1)
-        print(f"  {name}: {self.seconds[name]:.0f} s", flush=True)
+        release_memory()
+        print(f"  {name}: {self.seconds[name]:.0f} s (peak RSS of the run so far {peak_rss_gb():.2f} GB)", flush=True)
         write_json_atomic(self.path, self.seconds)
+
+
+def peak_rss_gb() -> float:
+    """The process's peak resident set size so far, in GB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def release_memory() -> None:
+    """Between stages: collect what the stage left and hand glibc's freed heap back to the system, so the next
+    stage's peak does not sit on top of the last one's (a no-op where there is no glibc)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "minilm", source: str = "gcide",
