@@ -121,11 +121,10 @@ def build_texts(tokenizer, words: list[str], definitions: list[str], ids: list[i
 
     prefix = start_ids(tokenizer)
     spelled = dict(zip(ids, pieces, strict=True))
-    first = min(ids)
     for word, word_pieces in zip(words, pieces, strict=True):
-        if not word_pieces or max(word_pieces) >= first:
-            raise DefembError(f"refinement: the pieces of {word!r} must be ids of the original vocabulary "
-                              f"(< {first}), got {word_pieces}")
+        if not word_pieces or set(word_pieces) & set(ids):
+            raise DefembError(f"refinement: the pieces of {word!r} must be ids of the original vocabulary, "
+                              f"got {word_pieces}")
     texts = []
     for k, (word, definition, new_id) in enumerate(zip(words, definitions, ids, strict=True)):
         short = cut(definition, config.max_chars)
@@ -142,10 +141,12 @@ class Refiner:
 
     def __init__(self, model, ids: list[int], rows: np.ndarray, bf16: bool = False):
         self.model = model
-        self.first = min(ids)
-        if sorted(ids) != list(range(self.first, self.first + len(ids))) or self.first + len(ids) != \
-                model.get_input_embeddings().weight.shape[0]:
-            raise DefembError("refinement needs the new tokens to be the last rows of the table")
+        size = model.get_input_embeddings().weight.shape[0]
+        if len(set(ids)) != len(ids) or not all(0 <= i < size for i in ids):
+            raise DefembError(f"refinement: the new token ids must be distinct rows of the table (< {size})")
+        self.ids = torch.tensor(ids, dtype=torch.long)
+        self.original = torch.ones(size, dtype=torch.bool)  # the vocabulary the original model predicts over
+        self.original[self.ids] = False
         names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         self.input_name = names[id(model.get_input_embeddings().weight)]
         head = model.get_output_embeddings()
@@ -153,9 +154,8 @@ class Refiner:
             raise DefembError("refinement needs a causal LM whose output head is a table without bias")
         self.tied = head.weight is model.get_input_embeddings().weight
         self.output_name = None if self.tied else names[id(head.weight)]
-        order = np.argsort(ids)
-        self.new = torch.nn.Parameter(torch.tensor(rows[order], dtype=torch.float32))
-        self.new_out = None if self.tied else torch.nn.Parameter(head.weight.detach()[self.first:].clone())
+        self.new = torch.nn.Parameter(torch.tensor(rows, dtype=torch.float32))  # in the order of ``ids``
+        self.new_out = None if self.tied else torch.nn.Parameter(head.weight.detach()[self.ids].clone())
         self.bf16 = bf16
         for p in model.parameters():
             p.requires_grad_(False)
@@ -174,26 +174,30 @@ class Refiner:
         return logits.logits.float()
 
     def _table(self, weight: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        return torch.cat([weight.detach()[: self.first], new])
+        return weight.detach().index_put((self.ids,), new)
 
-    def rows(self, ids: list[int]) -> np.ndarray:
-        """The refined rows in the order of ``ids``. # (n, h)"""
-        new = self.new.detach().numpy()
-        return new[np.asarray(ids) - self.first].copy()
+    def write_back(self) -> np.ndarray:
+        """Put the refined rows into the model's tables; returns them in the order of ``ids``. # (n, h)"""
+        with torch.no_grad():
+            self.model.get_input_embeddings().weight[self.ids] = self.new.detach()
+            if not self.tied:
+                self.model.get_output_embeddings().weight[self.ids] = self.new_out.detach()
+        return self.new.detach().numpy().copy()
 
 
 @torch.no_grad()
 def teacher_targets(refiner: Refiner, texts: list[Text], pad_id: int, batch_size: int
                     ) -> list[tuple[torch.Tensor, float | None]]:
-    """Per text, the original model's log-probabilities over the original vocabulary at the matched positions,
-    and its log-probability of the word's pieces (the output text). # [(m, V0), float | None]"""
+    """Per text, the original model's log-probabilities over the original vocabulary (every row but the new
+    ones) at the matched positions, and its log-probability of the word's pieces (the output text).
+    # [(m, V - n), float | None]"""
     targets = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         logits = refiner.logits([t.teacher for t in chunk], pad_id)  # teacher ids hold no new token
         for row, text in zip(logits, chunk, strict=True):
-            original = row[:, : refiner.first].log_softmax(-1)  # the new rows play no part
-            matched = original[[q for _, q in text.match]]
+            original = row.masked_fill(~refiner.original, -torch.inf).log_softmax(-1)  # the new rows play no part
+            matched = original[[q for _, q in text.match]][:, refiner.original]
             spelled = None
             if text.output is not None:
                 _, positions = text.output
@@ -209,7 +213,7 @@ def batch_loss(refiner: Refiner, texts: list[Text], targets: list, pad_id: int, 
     kls, outs = [], []
     for row, text, (teacher, spelled) in zip(log_probs, texts, targets, strict=True):
         if text.match:
-            student = row[[p for p, _ in text.match], : refiner.first]
+            student = row[[p for p, _ in text.match]][:, refiner.original]
             kls.append((teacher.exp() * (teacher - student)).sum(-1).mean())
         if text.output is not None and spelled is not None:
             position, _ = text.output
@@ -293,11 +297,7 @@ def refine_rows(model, tokenizer, words: list[str], definitions: list[str], ids:
                 on_step(step + 1)
     finally:
         model.train(model_was_training)
-    refined = refiner.rows(ids)
-    with torch.no_grad():
-        model.get_input_embeddings().weight[refiner.first:] = refiner.new.detach()
-        if not refiner.tied:
-            model.get_output_embeddings().weight[refiner.first:] = refiner.new_out.detach()
+    refined = refiner.write_back()
     words_seen = len({t.word for t in texts})
     return refined, {"texts": len(texts), "words": words_seen, "steps": config.steps, "log": log,
                      "config": asdict(config)}
