@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rows of the new tokens: definitionemb (default), or a baseline on the same words for "
                    "comparisons: pieces (mean of the word's pieces), desc_init (mean of the definition's token rows), "
                    "resize (the mean row, as resize_token_embeddings)")
-    _band_option(p)
+    _row_options(p)
     p.add_argument("--dry-run", action="store_true", help="only list what would be added, with the counts")
     p.add_argument("--out", help="output checkpoint directory (with added.tsv)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
@@ -84,16 +84,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--words", required=True, help="TSV: word<TAB>[pos<TAB>]definition (the first per word is used)")
     p.add_argument("--out", required=True, help="output checkpoint directory (with added.tsv)")
     p.add_argument("--table", help="input | encoder | decoder (default: the table the run was trained on)")
-    _band_option(p)
+    _row_options(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.set_defaults(func=cmd_add_tokens)
 
 
-def _band_option(p: argparse.ArgumentParser) -> None:
+def _row_options(p: argparse.ArgumentParser) -> None:
+    """How the new rows are made: --refine, --refine-lr, --band."""
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="causal LMs: refine the new rows for STEPS steps on their definitions, so that the model "
                    "reading the word as one token behaves as it does on the word's pieces (default 0: off; "
-                   "30 measured on SmolLM2, about 4 min for 60 words on 2 cores)")
+                   "30 measured on SmolLM2: under 3 min for 60 words on 2 cores)")
     p.add_argument("--refine-lr", type=float, default=5e-3, help="learning rate of --refine (default %(default)s)")
     p.add_argument("--band", default=NEW_WORD_BAND, choices=[NEW_WORD_BAND, "frequent", "medium", "rare"],
                    help="which map of a band-head run (`train --head band`) reads the new words: the shared W "
