@@ -144,8 +144,9 @@ class Refiner:
         size = model.get_input_embeddings().weight.shape[0]
         if len(set(ids)) != len(ids) or not all(0 <= i < size for i in ids):
             raise DefembError(f"refinement: the new token ids must be distinct rows of the table (< {size})")
-        self.ids = torch.tensor(ids, dtype=torch.long)
-        self.original = torch.ones(size, dtype=torch.bool)  # the vocabulary the original model predicts over
+        self.device = model.get_input_embeddings().weight.device
+        self.ids = torch.tensor(ids, dtype=torch.long, device=self.device)
+        self.original = torch.ones(size, dtype=torch.bool, device=self.device)  # what the original model predicts
         self.original[self.ids] = False
         names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         self.input_name = names[id(model.get_input_embeddings().weight)]
@@ -154,11 +155,17 @@ class Refiner:
             raise DefembError("refinement needs a causal LM whose output head is a table without bias")
         self.tied = head.weight is model.get_input_embeddings().weight
         self.output_name = None if self.tied else names[id(head.weight)]
-        self.new = torch.nn.Parameter(torch.tensor(rows, dtype=torch.float32))  # in the order of ``ids``
+        self.new = torch.nn.Parameter(torch.tensor(rows, dtype=torch.float32, device=self.device))  # ``ids`` order
         self.new_out = None if self.tied else torch.nn.Parameter(head.weight.detach()[self.ids].clone())
         self.bf16 = bf16
-        for p in model.parameters():
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        for p in self.trainable:
             p.requires_grad_(False)
+
+    def release(self) -> None:
+        """Give the model's weights back their own ``requires_grad``."""
+        for p in self.trainable:
+            p.requires_grad_(True)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [self.new] if self.tied else [self.new, self.new_out]
@@ -168,8 +175,8 @@ class Refiner:
         weights = {self.input_name: self._table(self.model.get_input_embeddings().weight, self.new)}
         if not self.tied:
             weights[self.output_name] = self._table(self.model.get_output_embeddings().weight, self.new_out)
-        ids, mask = pad_batch(batch, pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        ids, mask = (t.to(self.device) for t in pad_batch(batch, pad_id))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = torch.func.functional_call(self.model, weights, (), {"input_ids": ids, "attention_mask": mask})
         return logits.logits.float()
 
@@ -182,7 +189,7 @@ class Refiner:
             self.model.get_input_embeddings().weight[self.ids] = self.new.detach()
             if not self.tied:
                 self.model.get_output_embeddings().weight[self.ids] = self.new_out.detach()
-        return self.new.detach().numpy().copy()
+        return self.new.detach().cpu().numpy().copy()
 
 
 @torch.no_grad()
@@ -254,7 +261,7 @@ def load_state(path: Path, refiner: Refiner, optimiser: torch.optim.Adam, key: s
         meta = handle.metadata() or {}
     if meta.get("fingerprint") != key:
         return 0, []
-    tensors = load_file(path)
+    tensors = load_file(path, device=str(refiner.device))
     with torch.no_grad():
         for k, p in enumerate(refiner.parameters()):
             p.copy_(tensors[f"param{k}"])
@@ -297,6 +304,7 @@ def refine_rows(model, tokenizer, words: list[str], definitions: list[str], ids:
                 on_step(step + 1)
     finally:
         model.train(model_was_training)
+        refiner.release()
     refined = refiner.write_back()
     words_seen = len({t.word for t in texts})
     return refined, {"texts": len(texts), "words": words_seen, "steps": config.steps, "log": log,
