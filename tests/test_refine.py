@@ -174,7 +174,9 @@ def test_extend_refine_writes_refined_rows(trained_run, tmp_path, capsys):
     model, run = trained_run("gpt2")
     plain, refined = tmp_path / "plain", tmp_path / "refined"
     assert extend_cli(model, run, tmp_path, "--out", str(plain)) == 0
+    capsys.readouterr()
     assert extend_cli(model, run, tmp_path, "--refine", "5", "--out", str(refined)) == 0
+    assert "rows, refined 5 steps on their definitions" in capsys.readouterr().out
     summary = json.loads((refined / "defemb.json").read_text())
     assert summary["refine"]["steps"] == 5 and summary["refine"]["words"] == 2
     assert not refine_state_path(refined).exists()

@@ -25,7 +25,8 @@ def _report(summary: dict, out: str | None) -> None:
     untied = "; the untied output head got the predicted rows too" if summary["output_head"] == "untied" else ""
     rows = {"definitionemb": "DefinitionEMB", "resize": "mean (resize)", "pieces": "pieces' mean",
             "desc_init": "definition-token mean (desc_init)"}[summary["init"]]
-    print(f"added {summary['added']} tokens (ids from {summary['first_id']}) with {rows} rows in the "
+    refined = f", refined {summary['refine']['steps']} steps on their definitions" if "refine" in summary else ""
+    print(f"added {summary['added']} tokens (ids from {summary['first_id']}) with {rows} rows{refined} in the "
           f"{summary['table']} table{untied} -> {out}; see added.tsv")
 
 
