@@ -268,7 +268,7 @@ def test_extend_init_baselines_on_the_same_words(trained_run, tmp_path, family, 
     untied = FAMILY_FACTS[family]["tied_output"] is False
     E = {t: get_table(load_model(model).model, t) for t in ("input", "output") if t == "input" or untied}
     tokenizer = AutoTokenizer.from_pretrained(model)
-    for init in ("pieces", "desc_init", "resize"):
+    for init in ("pieces", "desc_init", "resize", "definitionemb+pieces"):
         out = tmp_path / init
         assert extend_cli(model, run, tmp_path, "--init", init, "--out", str(out)) == 0
         assert "rows in the" in capsys.readouterr().out
@@ -281,6 +281,9 @@ def test_extend_init_baselines_on_the_same_words(trained_run, tmp_path, family, 
             for r in rows:
                 if init == "pieces":
                     want = old[[int(i) for i in r["piece_ids"].split()]].mean(axis=0)
+                elif init == "definitionemb+pieces":  # each table: the predicted row and that table's pieces' mean
+                    want = (expected_row(run, r["word"], r["definition"])
+                            + old[[int(i) for i in r["piece_ids"].split()]].mean(axis=0)) / 2
                 elif init == "desc_init":
                     want = old[tokenizer(r["definition"], add_special_tokens=False)["input_ids"]].mean(axis=0)
                 else:

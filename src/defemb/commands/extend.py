@@ -23,7 +23,8 @@ def _report(summary: dict, out: str | None) -> None:
         print(f"dry run: {len(summary['words'])} words would be added; nothing was written")
         return
     untied = "; the untied output head got the predicted rows too" if summary["output_head"] == "untied" else ""
-    rows = {"definitionemb": "DefinitionEMB", "resize": "mean (resize)", "pieces": "pieces' mean",
+    rows = {"definitionemb": "DefinitionEMB", "definitionemb+pieces": "DefinitionEMB + pieces' mean (their mean)",
+            "resize": "mean (resize)", "pieces": "pieces' mean",
             "desc_init": "definition-token mean (desc_init)"}[summary["init"]]
     refined = f", refined {summary['refine']['steps']} steps on their definitions" if "refine" in summary else ""
     print(f"added {summary['added']} tokens (ids from {summary['first_id']}) with {rows} rows{refined} in the "
@@ -69,10 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--senses", type=int, default=SENSES, help="definitions per word (in source order) whose predicted "
                    "rows are averaged (default %(default)s; 1: the first only)")
     p.add_argument("--table", help="input | encoder | decoder (default: the table the run was trained on)")
-    p.add_argument("--init", default="definitionemb", choices=["definitionemb", "pieces", "desc_init", "resize"],
-                   help="rows of the new tokens: definitionemb (default), or a baseline on the same words for "
-                   "comparisons: pieces (mean of the word's pieces), desc_init (mean of the definition's token rows), "
-                   "resize (the mean row, as resize_token_embeddings)")
+    p.add_argument("--init", default="definitionemb",
+                   choices=["definitionemb", "definitionemb+pieces", "pieces", "desc_init", "resize"],
+                   help="rows of the new tokens: definitionemb (default); definitionemb+pieces (the mean of the "
+                   "predicted row and the pieces' mean: the best start for --refine on SmolLM2); or a baseline on the "
+                   "same words for comparisons: pieces (mean of the word's pieces), desc_init (mean of the "
+                   "definition's token rows), resize (the mean row, as resize_token_embeddings)")
     _row_options(p)
     p.add_argument("--dry-run", action="store_true", help="only list what would be added, with the counts")
     p.add_argument("--out", help="output checkpoint directory (with added.tsv)")
