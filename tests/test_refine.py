@@ -1,4 +1,4 @@
-"""`extend --refine`: new rows of a causal LM refined so that the one token reads as the original model reads its pieces."""
+"""`extend --refine`: new rows of a causal LM refined so that the one token reads as the original reads its pieces."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from defemb.cli import main
 from defemb.extend import add_word_tokens, refine_state_path
 from defemb.method.refine import (
     RefineConfig,
@@ -170,7 +169,7 @@ def test_an_interrupted_refinement_resumes_to_the_same_rows(tiny_model_dir, tmp_
     assert [e["step"] for e in other["log"]] == list(range(1, 9))
 
 
-def test_extend_refine_writes_refined_rows(trained_run, tmp_path, capsys):
+def test_extend_refine_writes_refined_rows(trained_run, tmp_path, capsys):  # noqa: F811 (the imported fixture)
     model, run = trained_run("gpt2")
     plain, refined = tmp_path / "plain", tmp_path / "refined"
     assert extend_cli(model, run, tmp_path, "--out", str(plain)) == 0
