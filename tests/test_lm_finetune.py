@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from defemb.cli import main
+from defemb.errors import DefembError
 from defemb.evaluation import lm_finetune
 from defemb.evaluation.lm_finetune import LmFinetuneConfig, finetune, prepare
 from defemb.extend import ADDED_FILE, add_word_tokens, added_ids
@@ -102,6 +103,27 @@ def test_new_mode_changes_only_the_added_rows(tiny_model_dir, setup, tmp_path, f
             assert torch.equal(param, before[name]), name
     assert len(moved) == (1 if family == "gpt2" else 2)
     assert metrics["heldout/loss"] != metrics["heldout/loss@0"]
+
+
+def test_bf16_trains_under_autocast_and_scores_in_float32(setup, monkeypatch):
+    """--precision bf16: the training forward pass rounds (its losses differ a little from float32), while the
+    held-out evaluation stays float32 (step 0 is the same); auto follows the measurement of defemb.precision."""
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        config = LmFinetuneConfig(models=["a"], words=str(setup["words"]), data=str(setup["data"]), steps=3,
+                                  batch_size=4, max_length=32, eval_every=3, precision=precision)
+        loaded = load_model(str(setup["a"]))
+        metrics, _, curves[precision] = finetune(loaded.model, loaded.tokenizer, prepare(config)[0], config, None)
+        assert metrics["train/bf16"] == float(precision == "bf16")
+    fp32, bf16 = (np.array(curves[p]["train_loss"]) for p in ("fp32", "bf16"))
+    assert not np.array_equal(fp32, bf16) and np.allclose(fp32, bf16, rtol=0.02)
+    assert curves["fp32"]["heldout_loss"][0] == curves["bf16"]["heldout_loss"][0]
+    config = LmFinetuneConfig(models=["a"], words="w", precision="auto")
+    for measured in (True, False):
+        monkeypatch.setattr("defemb.precision.use_bf16", lambda device, answer=measured: answer)
+        assert config.bf16("cpu") is measured
+    with pytest.raises(DefembError, match="--precision must be one of auto, bf16, fp32, got 'fp16'"):
+        LmFinetuneConfig(models=["a"], words="w", precision="fp16")
 
 
 def test_same_seed_same_curves_and_one_split_for_every_model(setup, tmp_path):

@@ -13,7 +13,10 @@ original model as a reference) is fine-tuned for ``steps`` steps of plain causal
   an untied output head get gradients, every other row's gradient is zeroed and nothing decays, so every other
   weight stays bit-identical;
 * learning rate: linear warm-up over the first 10 % of the steps, then linear decay to 0; gradients clipped
-  at norm 1.
+  at norm 1;
+* precision: the training forward pass runs under bfloat16 autocast where that is measured faster on this
+  machine (``precision="auto"``, `defemb.precision`), or as asked; weights, optimiser state and every held-out
+  evaluation stay float32, so the curves of one run compare across models.
 
 Metrics per model (lower is better): ``heldout/loss`` (primary: mean NLL per token of the held-out sentences
 after training), ``heldout/loss@N`` at step 0, every ``eval_every`` steps and at the end, ``heldout/loss_mean``
@@ -71,6 +74,7 @@ from defemb.tokens import padding_id
 EVALUATOR = "lm-finetune"
 PRIMARY = "heldout/loss"
 MODES = ("all", "new")
+PRECISIONS = ("auto", "bf16", "fp32")
 #: Full fine-tuning of a ~100 M-parameter LM takes the usual 5e-5; a few embedding rows alone move slowly at
 #: that rate (prompt tuning and PEFT's trainable tokens use 1e-3 and up), so `new` starts 20 times higher.
 LEARNING_RATES = {"all": 5e-5, "new": 1e-3}
@@ -97,6 +101,7 @@ class LmFinetuneConfig:
     held_out: float = field(default=0.25, metadata={"help": "share of the sentences kept out of training"})
     after: int = field(default=24, metadata={"help": "tokens after the word scored by after/nll"})
     seed: int = field(default=0, metadata={"help": "seeds the split, the batch order and dropout"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 where measured faster) | bf16 | fp32"})
     trust_remote_code: bool = False
     schedule = "linear"  # not a field: `defemb train`'s lr_factor reads it, with ``warmup`` and ``steps``
 
@@ -114,10 +119,20 @@ class LmFinetuneConfig:
                               f"(exclusive), got {self.held_out!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise DefembError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if self.precision not in PRECISIONS:
+            raise DefembError(f"--precision must be one of {', '.join(PRECISIONS)}, got {quote(str(self.precision))}")
         if self.lr is None:
             self.lr = LEARNING_RATES[self.train]
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise DefembError(f"--lr must be a positive number, got {self.lr!r}")
+
+    def bf16(self, device: str) -> bool:
+        """Whether the training forward pass runs under bfloat16 autocast on ``device``."""
+        if self.precision == "auto":
+            from defemb.precision import use_bf16
+
+            return use_bf16(device)
+        return self.precision == "bf16"
 
     @property
     def warmup(self) -> int:
@@ -219,11 +234,13 @@ def heldout_loss(model, sequences: list[list[int]], pad_id: int, batch_size: int
     return total / count
 
 
-def lm_loss(model, batch: list[list[int]], pad_id: int) -> torch.Tensor:
-    """Causal-LM loss, labels = inputs with padding ignored (positions, not ids: GPT-2's pad is its BOS)."""
+def lm_loss(model, batch: list[list[int]], pad_id: int, bf16: bool = False) -> torch.Tensor:
+    """Causal-LM loss, labels = inputs with padding ignored (positions, not ids: GPT-2's pad is its BOS);
+    the forward pass under bfloat16 autocast when ``bf16`` (transformers' loss upcasts the logits)."""
     input_ids, mask = (t.to(model.device) for t in pad_batch(batch, pad_id))
     labels = input_ids.masked_fill(mask == 0, -100)
-    return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
 
 def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.ndarray | None,
@@ -234,6 +251,7 @@ def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.n
     pad_id = padding_id(tokenizer)
     train = encode(tokenizer, split.train, config.max_length)
     held = encode(tokenizer, split.held_out, config.max_length)
+    bf16 = config.bf16(model.device.type)
     seed_everything(config.seed)  # dropout: the same draws for every model
     tables = new_row_tables(model, ids) if config.train == "new" else []
     optimizer = make_optimizer(model, config)
@@ -245,7 +263,7 @@ def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.n
     with tqdm(total=config.steps, desc=f"fine-tune {label}".strip(), unit=" steps", leave=False) as progress:
         for step in range(1, config.steps + 1):
             model.train()
-            loss = lm_loss(model, [train[k] for k in split.batches[step - 1]], pad_id)
+            loss = lm_loss(model, [train[k] for k in split.batches[step - 1]], pad_id, bf16)
             loss.backward()
             if tables:
                 keep_added_rows(tables, ids)
@@ -265,7 +283,7 @@ def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.n
                **{f"heldout/loss@{s}": v for s, v in zip(evals, curve["heldout_loss"], strict=True)},
                "train/loss": float(np.mean(curve["train_loss"][-config.eval_every :])),
                "train/sentences": float(len(train)), "heldout/sentences": float(len(held)),
-               "train/ms_per_step": 1000 * seconds / config.steps, **scored["metrics"]}
+               "train/ms_per_step": 1000 * seconds / config.steps, "train/bf16": float(bf16), **scored["metrics"]}
     return metrics, scored["per_example"], curve
 
 
