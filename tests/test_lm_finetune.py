@@ -195,3 +195,50 @@ def test_words_in_no_sentence_is_one_line(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none of the 1 words" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("mode", ["all", "new"])
+def test_an_interrupted_model_resumes_from_its_checkpoint_bit_for_bit(setup, tmp_path, monkeypatch, mode):
+    """Killed after step 5 (checkpoint at step 4): the rerun trains steps 5-6 only and ends with the curve and
+    scores of a run never interrupted; the checkpoint is gone once the record is written."""
+    extra = ["--train", mode, "--lr", "3e-3"]
+    assert run(setup, tmp_path / "whole", ["a"], *extra, "--eval-every", "2") == 0
+    real, calls = lm_finetune.lm_loss, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_finetune, "lm_loss", interrupted)
+    assert run(setup, tmp_path / "cut", ["a"], *extra, "--eval-every", "2") == 130
+    checkpoint = tmp_path / "cut" / "a" / "seed-0" / lm_finetune.CHECKPOINT
+    assert json.loads((checkpoint / "state.json").read_text())["step"] == 4
+    calls.clear()
+    assert run(setup, tmp_path / "cut", ["a"], *extra, "--eval-every", "2") == 0
+    assert len(calls) == 2 and not checkpoint.exists()
+    whole, cut = (records(tmp_path / out)["a"] for out in ("whole", "cut"))
+    timing = {"train/ms_per_step"}
+    assert {k: v for k, v in cut["metrics"].items() if k not in timing} == \
+        {k: v for k, v in whole["metrics"].items() if k not in timing}
+    assert cut["per_example"] == whole["per_example"]
+    whole, cut = (json.loads((tmp_path / out / "curves.json").read_text())["models"]["a"] for out in ("whole", "cut"))
+    assert all(whole[key] == cut[key] for key in ("steps", "heldout_loss", "train_loss"))
+
+
+def test_a_damaged_checkpoint_fails_that_model_in_one_line_and_is_kept(setup, tmp_path):
+    out = tmp_path / "out"
+    checkpoint = out / "a" / "seed-0" / lm_finetune.CHECKPOINT
+    config = LmFinetuneConfig(models=[f"a={setup['a']}"], words=str(setup["words"]), data=str(setup["data"]),
+                              steps=6, batch_size=4, max_length=32, eval_every=3, max_docs=100)
+    assert run(setup, out, ["b"]) == 0  # the folder exists, with its settings
+    checkpoint.mkdir(parents=True)
+    key = lm_finetune.checkpoint_key(config, str(setup["a"]), None)
+    (checkpoint / "state.json").write_text(json.dumps({"key": key, "step": 3, "curve": {}}))
+    (checkpoint / "weights.safetensors").write_bytes(b"not safetensors")
+    assert run(setup, out, ["a"]) == 0
+    record = records(out)["a"]
+    assert record["status"] == "failed" and "is damaged" in record["error"] and "\n" not in record["error"]
+    assert checkpoint.is_dir()
+    assert key != lm_finetune.checkpoint_key(config, str(setup["b"]), None)

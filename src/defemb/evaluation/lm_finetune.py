@@ -28,6 +28,13 @@ token, so the original model (more tokens per sentence: the words as pieces) com
 
 Files: ``OUT/<label>/seed-<seed>/result.json`` and ``curve.json`` (every step's training loss, the held-out
 curve), and ``OUT/curves.json``, ``curves.md``, ``curves.png`` rebuilt from every finished model.
+
+Resuming: finished models are skipped, and a model interrupted mid-training goes on from its last held-out
+evaluation. There ``OUT/<label>/seed-<seed>/checkpoint/`` holds the trained weights (every weight, or the token
+tables in `new` mode; safetensors), the optimiser and scheduler (``torch.load(weights_only=True)``), the
+random state and the curve so far, replaced atomically; on CPU the resumed curve is the uninterrupted one
+bit for bit. A checkpoint of another model under the same label is not resumed (training starts over);
+the checkpoint is removed once the model's record is written.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -67,7 +76,7 @@ from defemb.evaluation.records import (
     write_record,
 )
 from defemb.method.model import pad_batch
-from defemb.outputs import write_bytes_atomic, write_json_atomic, write_text_atomic
+from defemb.outputs import move_into_place, write_bytes_atomic, write_json_atomic, write_text_atomic
 from defemb.seeding import seed_everything
 from defemb.tokens import padding_id
 
@@ -82,6 +91,7 @@ WARMUP_SHARE = 0.1
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 CURVE_FILE = "curve.json"
+CHECKPOINT = "checkpoint"
 
 
 @dataclass
@@ -243,9 +253,68 @@ def lm_loss(model, batch: list[list[int]], pad_id: int, bf16: bool = False) -> t
         return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
 
+# ------------------------------------------------------------------------------------- checkpoint / resume
+
+
+def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, curve: dict[str, Any], key: str) -> None:
+    """The state after ``step`` (trained weights, optimiser, scheduler, random state, curve) into
+    ``folder/checkpoint``, replaced atomically."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT}.tmp-", dir=folder))
+    try:
+        trained = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+        save_file(trained, tmp / "weights.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                    "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+        write_json_atomic(tmp / "state.json", {"key": key, "step": step, "curve": curve})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    move_into_place(tmp, folder / CHECKPOINT)
+
+
+def load_checkpoint(folder: Path, model, optimizer, schedule, key: str) -> tuple[int, dict[str, Any] | None]:
+    """(step, curve) of the checkpoint in ``folder`` after loading it into model, optimiser and scheduler;
+    (0, None) when there is none or it belongs to another model or other settings (``key``)."""
+    from safetensors.torch import load_file
+
+    checkpoint = folder / CHECKPOINT
+    if not (checkpoint / "state.json").is_file():
+        return 0, None
+    try:
+        state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+        if state.get("key") != key:
+            print(f"{checkpoint}: from another model or other settings; this model starts over", file=sys.stderr)
+            return 0, None
+        weights = load_file(checkpoint / "weights.safetensors", device=str(model.device))
+        rest = torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location=model.device)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    param.copy_(weights[name])
+        optimizer.load_state_dict(rest["optimizer"])
+        schedule.load_state_dict(rest["scheduler"])
+        torch.set_rng_state(rest["rng"])
+    except Exception as exc:  # truncated, foreign or damaged: one line naming the folder, nothing deleted
+        raise DefembError(f"'{checkpoint}' is damaged or not from lm-finetune ({error_line(exc)}); delete it to "
+                          "start this model over") from exc
+    return int(state["step"]), state["curve"]
+
+
+def checkpoint_key(config: LmFinetuneConfig, path: str, ids: np.ndarray | None) -> str:
+    """What a checkpoint must match to be resumed: the model, its trained rows and every setting."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("models", "trust_remote_code")}
+    return json.dumps({"model": str(Path(path).resolve()), "ids": None if ids is None else ids.tolist(),
+                       **settings}, sort_keys=True)
+
+
 def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.ndarray | None,
-             label: str = "") -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
-    """Train in place; (metrics, per_example, curve). ``ids``: the added rows (``train="new"`` only)."""
+             label: str = "", folder: Path | None = None, key: str = ""
+             ) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
+    """Train in place; (metrics, per_example, curve). ``ids``: the added rows (``train="new"`` only).
+    ``folder``: where to keep a checkpoint at every held-out evaluation and resume from (``key`` must match)."""
     from defemb.method.train import lr_factor
 
     pad_id = padding_id(tokenizer)
@@ -257,11 +326,14 @@ def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.n
     optimizer = make_optimizer(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))
     evals = config.eval_steps()
-    curve: dict[str, Any] = {"steps": evals, "heldout_loss": [heldout_loss(model, held, pad_id, config.batch_size)],
-                             "train_loss": []}
-    started = time.perf_counter()
-    with tqdm(total=config.steps, desc=f"fine-tune {label}".strip(), unit=" steps", leave=False) as progress:
-        for step in range(1, config.steps + 1):
+    done, curve = load_checkpoint(folder, model, optimizer, schedule, key) if folder is not None else (0, None)
+    if curve is None:
+        curve = {"steps": evals, "heldout_loss": [heldout_loss(model, held, pad_id, config.batch_size)],
+                 "train_loss": [], "seconds": 0.0}
+    started = time.perf_counter() - curve["seconds"]
+    with tqdm(total=config.steps, initial=done, desc=f"fine-tune {label}".strip(), unit=" steps",
+              leave=False) as progress:
+        for step in range(done + 1, config.steps + 1):
             model.train()
             loss = lm_loss(model, [train[k] for k in split.batches[step - 1]], pad_id, bf16)
             loss.backward()
@@ -276,7 +348,11 @@ def finetune(model, tokenizer, split: Split, config: LmFinetuneConfig, ids: np.n
             progress.set_postfix(loss=f"{curve['train_loss'][-1]:.3f}")
             if step in evals:
                 curve["heldout_loss"].append(heldout_loss(model, held, pad_id, config.batch_size))
+                curve["seconds"] = time.perf_counter() - started
+                if folder is not None and step < config.steps:
+                    save_checkpoint(folder, model, optimizer, schedule, step, curve, key)
     seconds = time.perf_counter() - started
+    del curve["seconds"]
     model.eval()
     scored = score_words(model, tokenizer, split.examples, config.after, config.batch_size)
     metrics = {PRIMARY: curve["heldout_loss"][-1], "heldout/loss_mean": float(np.mean(curve["heldout_loss"])),
@@ -325,9 +401,9 @@ def run_lm_finetune(config: LmFinetuneConfig, out: str | Path, force: bool = Fal
                 loaded = load_model(path, trust_remote_code=config.trust_remote_code)
                 if loaded.kind != "decoder":
                     raise DefembError(f"{spec.path} is a {loaded.kind} model; lm-finetune needs a causal LM")
-                metrics, per_example, curve = finetune(loaded.model.to(device), loaded.tokenizer, split, config,
-                                                       ids, spec.label)
                 folder = run_dir(out, spec.label, config.seed)
+                metrics, per_example, curve = finetune(loaded.model.to(device), loaded.tokenizer, split, config,
+                                                       ids, spec.label, folder, checkpoint_key(config, path, ids))
                 folder.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(folder / CURVE_FILE, curve)  # before the record: a finished model has its curve
                 record = RunRecord(**base, metrics=metrics, per_example=per_example,
@@ -336,8 +412,11 @@ def run_lm_finetune(config: LmFinetuneConfig, out: str | Path, force: bool = Fal
                 record = RunRecord(**base, status="failed", error=error_line(exc),
                                    wall_s=time.perf_counter() - started)
             write_record(out, record)
+            if record.status == "ok":  # a failed model keeps its checkpoint: the rerun goes on from it
+                shutil.rmtree(run_dir(out, spec.label, config.seed) / CHECKPOINT, ignore_errors=True)
     except KeyboardInterrupt as exc:
-        exc.add_note(f"finished models are kept in '{out}'; rerun the same command to continue")
+        exc.add_note(f"finished models, and the last checkpoint of the one in training, are kept in '{out}'; "
+                     "rerun the same command to continue")
         raise
     return write_curves(out, [spec.label for spec in specs])
 
