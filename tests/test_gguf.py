@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,12 +59,17 @@ def test_converted_once_into_a_plain_safetensors_checkpoint(tiny_gguf, monkeypat
     assert resolve_model_name(str(path)) == folder
 
 
-def test_a_changed_file_is_converted_again(tiny_gguf):
+def test_a_changed_file_is_converted_again_and_its_old_conversion_removed(tiny_gguf, tmp_path):
     path, _, _ = tiny_gguf
     first = resolve_model_name(str(path))
-    path.write_bytes(path.read_bytes())  # same bytes, new mtime: could be another file now
+    other = tmp_path / "other" / path.name  # another file of the same name keeps its own conversion
+    other.parent.mkdir()
+    other.write_bytes(path.read_bytes())
+    kept = resolve_model_name(str(other))
+    path.write_bytes(path.read_bytes())  # same bytes, new mtime: could be another file now (a reinstall)
     second = resolve_model_name(str(path))
-    assert first != second
+    assert first != second and Path(second).is_dir()
+    assert not Path(first).exists() and (Path(kept) / "model.safetensors").is_file()
 
 
 def test_bad_gguf_input_is_one_line(tiny_gguf, tmp_path, capsys):

@@ -8,14 +8,17 @@ without ``quantization_config``, hand it the loaded state dict and save that: sa
 chat template included. Every later command loads the cached folder in a second.
 
 The cache lives in ``$DEFEMB_CACHE`` (default ``~/.cache/defemb``), one folder per GGUF file, keyed by
-its resolved path, size and modification time, written atomically.
+its resolved path, size and modification time, written atomically. A new conversion removes the older
+ones of the same path (a reinstalled or changed file), so the cache holds one ~0.5 GB folder per file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -93,6 +96,23 @@ def convert(path: Path, out: Path) -> None:
                                                      "seconds": round(time.time() - started, 1)})
 
 
+def remove_stale(path: Path, out: Path) -> list[Path]:
+    """Remove the cached conversions of ``path`` other than ``out`` (the file at that path has changed since they
+    were made: they can never be used again); returns what was removed. Other files' folders are kept."""
+    source, removed = str(path.resolve()), []
+    for folder in sorted(out.parent.glob(f"{path.stem}-*")):
+        if folder == out or not folder.is_dir():
+            continue
+        try:
+            recorded = json.loads((folder / "defemb-gguf.json").read_text(encoding="utf-8")).get("source")
+        except (OSError, ValueError, AttributeError):
+            continue  # not one of ours, or half-written by another process: leave it
+        if recorded == source:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def checkpoint_for(name: str) -> str | None:
     """The cached HF checkpoint folder for a GGUF model name (converted on first use), or None."""
     path = gguf_file(name)
@@ -101,4 +121,6 @@ def checkpoint_for(name: str) -> str | None:
     out = cache_dir(path)
     if not (out / "defemb-gguf.json").is_file():
         convert(path, out)
+        for folder in remove_stale(path, out):
+            print(f"defemb: removed the conversion of an earlier version of {path.name} ({folder})", file=sys.stderr)
     return str(out)
