@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from defemb.config import NEW_WORD_BAND, SENSES
+from defemb.frequency import BANDS  # defemb.config imports it already: no cost at parser build
 
 
 def _report(summary: dict, out: str | None) -> None:
@@ -100,6 +101,6 @@ def _row_options(p: argparse.ArgumentParser) -> None:
                    "reading the word as one token behaves as it does on the word's pieces (default 0: off; "
                    "30 measured on SmolLM2: under 3 min for 60 words on 2 cores)")
     p.add_argument("--refine-lr", type=float, default=5e-3, help="learning rate of --refine (default %(default)s)")
-    p.add_argument("--band", default=NEW_WORD_BAND, choices=[NEW_WORD_BAND, "frequent", "medium", "rare"],
+    p.add_argument("--band", default=NEW_WORD_BAND, choices=[NEW_WORD_BAND, *BANDS],
                    help="which map of a band-head run (`train --head band`) reads the new words: the shared W "
                    "(default) or a band's (a run with one W uses it for all)")
