@@ -44,7 +44,6 @@ import json
 import math
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -76,7 +75,7 @@ from defemb.evaluation.records import (
     write_record,
 )
 from defemb.method.model import pad_batch
-from defemb.outputs import move_into_place, write_bytes_atomic, write_json_atomic, write_text_atomic
+from defemb.outputs import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 from defemb.seeding import seed_everything
 from defemb.tokens import padding_id
 
@@ -261,18 +260,12 @@ def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, curve: 
     ``folder/checkpoint``, replaced atomically."""
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT}.tmp-", dir=folder))
-    try:
+    with atomic_dir(folder / CHECKPOINT, force=True) as tmp:  # force: it replaces the previous checkpoint
         trained = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
         save_file(trained, tmp / "weights.safetensors")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
                     "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         write_json_atomic(tmp / "state.json", {"key": key, "step": step, "curve": curve})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    move_into_place(tmp, folder / CHECKPOINT)
 
 
 def load_checkpoint(folder: Path, model, optimizer, schedule, key: str) -> tuple[int, dict[str, Any] | None]:
