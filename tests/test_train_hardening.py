@@ -310,3 +310,30 @@ def test_every_preset_warm_starts_w_and_logs_it_beside_the_mean_row(tiny_model_d
                       eval_every=1, tokens=256), tmp_path / "run")
     start, warm = (json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[:2])
     assert warm["event"] == "warm_start" and warm["valid_mse"] < start["valid_mse"] and "mean_row_mse" in start
+
+
+def test_a_run_interrupted_after_its_warm_start_does_not_fit_it_again(tiny_model_dir, corpora, tmp_path, monkeypatch):
+    """The warm start (minutes on SmolLM2) is checkpointed at step 0: a crash before the first save resumes
+    without fitting W again and ends where an uninterrupted run ends, byte for byte."""
+    def args(out: Path) -> list[str]:
+        return ["train", str(tiny_model_dir("bert")), "--corpus", str(corpora("bert")), "--out", str(out),
+                "--steps", "4", "--eval-every", "2", "--save-every", "2", "--tokens", "256"]
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main(args(whole)) == 0
+    _fail_at_step(monkeypatch, 1)
+    assert main(args(resumed)) == 2
+    monkeypatch.undo()
+    fits = []
+    warm_start = train_module.Trainer.warm_start_head
+    monkeypatch.setattr(train_module.Trainer, "warm_start_head", lambda self: fits.append(1) or warm_start(self))
+    assert main(["train", "--resume", str(resumed)]) == 0
+    assert fits == []
+    def metrics(out: Path) -> list[dict]:  # all but the wall time
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    assert metrics(resumed) == metrics(whole) and any(m.get("event") == "warm_start" for m in metrics(resumed))
+    assert load_file(resumed / "head.safetensors").keys() == load_file(whole / "head.safetensors").keys()
+    for name, tensor in load_file(whole / "head.safetensors").items():
+        assert bool((load_file(resumed / "head.safetensors")[name] == tensor).all()), name

@@ -133,6 +133,7 @@ class Trainer:
             self._checkpoint_activations()
         self.optimizer, self.scheduler = self._optimiser()
         self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
+        self.started = False  # the start (validation, warm start) is done: true once a checkpoint exists
         self.best_step: int | None = None
 
     # ----------------------------------------------------------------------------------------- set-up
@@ -293,6 +294,7 @@ class Trainer:
             self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
             self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
             self.best_step = state.get("best_step")
+        self.started = True  # every checkpoint is written after the start
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
@@ -315,7 +317,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         model.train()
-        if self.step == 0:
+        if not self.started:
             scores = self.validate()
             self.log(event="start", **self.mean_row_mse(), **scores)
             if c.warm_start:  # least-squares W on the frozen model: the second predictor training must beat
@@ -323,6 +325,9 @@ class Trainer:
                 scores = self.validate()
                 self.log(event="warm_start", **scores)
             self.keep_if_best(scores["valid_mse"])  # the start competes: training does not always improve on it
+            self.started = True
+            if c.warm_start:  # minutes on a large model: an interruption before the first save must not redo it
+                self.save_checkpoint()
         progress = tqdm(total=c.steps, initial=self.step, desc="train", disable=self.rank != 0)
         window, started = [], time.perf_counter()
         while self.step < c.steps:
