@@ -38,3 +38,14 @@ def test_real_measurement_is_a_positive_ratio():
     assert len(fp32) == len(bf16) == 2 and min(fp32 + bf16) > 0
     ratio = precision.bf16_speedup("cpu")
     assert math.isfinite(ratio) and ratio > 0
+
+
+def test_the_cpu_is_named_with_its_family_and_model(tmp_path):
+    """A virtual machine names only "AMD EPYC" whether it is a Zen 3 or a Zen 5; benchmark tables need which."""
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n\n"
+    info.write_text(block.format(n=0) + block.format(n=1).replace("26", "25"))
+    assert precision.cpu_name(str(info)) == "AMD EPYC (family 26, model 2)"
+    info.write_text("model name\t: Some CPU\n")
+    assert precision.cpu_name(str(info)) == "Some CPU"
+    assert precision.cpu_name(str(tmp_path / "missing")) not in ("", None)

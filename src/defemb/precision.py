@@ -80,13 +80,23 @@ def use_bf16(device: str | None = None) -> bool:
     return bf16_speedup(device) >= MIN_SPEEDUP
 
 
-def cpu_name() -> str:
-    """The CPU's model name, for the tables that report times (never used to decide anything)."""
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name with its family and model numbers, for the tables that report times (never used
+    to decide anything). A virtual machine often names only the vendor ("AMD EPYC"): the numbers tell its
+    generations apart (family 25 is Zen 3, 26 Zen 5)."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        with open(cpuinfo, encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:  # the first processor's block is enough
+                    break
     except OSError:
         pass
+    if "model name" in fields:
+        numbers = [f"{key.removeprefix('cpu ')} {fields[key]}" for key in ("cpu family", "model") if key in fields]
+        return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
     return platform.processor() or platform.machine() or "unknown CPU"
