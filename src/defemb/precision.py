@@ -83,7 +83,7 @@ def use_bf16(device: str | None = None) -> bool:
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name with its family and model numbers, for the tables that report times (never used
     to decide anything). A virtual machine often names only the vendor ("AMD EPYC"): the numbers tell its
-    generations apart (family 25 is Zen 3, 26 Zen 5)."""
+    generations apart (AMD family 25 is Zen 3 or 4, 26 is Zen 5)."""
     fields: dict[str, str] = {}
     try:
         with open(cpuinfo, encoding="utf-8") as handle:
