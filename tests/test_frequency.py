@@ -59,7 +59,8 @@ def test_wordfreq_ranking_puts_common_words_first(minilm_dir):
     ranking = rank_tokens(loaded.tokenizer, 30522, "wordfreq", "wordpiece")
     position = {t: k for k, t in enumerate(ranking.order.tolist())}
     vocab = loaded.tokenizer.get_vocab()
-    assert position[vocab["the"]] < 10
+    words = [t for t in loaded.tokenizer.convert_ids_to_tokens(ranking.order[:100].tolist()) if t.isalpha()]
+    assert words[0] == "the"
     assert position[vocab["sediment"]] < position[vocab["[unused5]"]]
     assert vocab["[unused5]"] in set(ranking.bands["rare"].tolist())
     assert vocab["[CLS]"] not in position
@@ -81,3 +82,19 @@ def test_wordfreq_ranking_scores_numbers_as_wordfreq_does(minilm_dir):
     numbers = [i for t, i in vocab.items() if integer_value(t) is not None and len(t.lstrip("#")) > 1]
     assert sum(band[i] == "rare" for i in numbers) < len(numbers) / 2
     assert band[vocab["2011"]] == "frequent"
+
+
+def test_wordfreq_ranking_does_not_call_ascii_punctuation_rare(minilm_dir):
+    """wordfreq strips punctuation, so "," scored 0 and ranked rare: α 20 rebuilt MiniLM's comma row. ASCII
+    punctuation now ranks with the frequent words; a symbol wordfreq does not list stays rare."""
+    loaded = load_model(str(minilm_dir))
+    ranking = rank_tokens(loaded.tokenizer, 30522, "wordfreq", "wordpiece")
+    band = ranking.band_of(30522)
+    vocab = loaded.tokenizer.get_vocab()
+    for token in (",", ".", "-", "&", "/", "+", "(", "?"):
+        assert band[vocab[token]] == "frequent", token
+    score = dict(zip(ranking.order.tolist(), ranking.scores.tolist(), strict=True))
+    unlisted = [i for t, i in vocab.items() if i in score and len(t) == 1 and not t.isascii() and not t.isalnum()
+                and score[i] == 0]
+    assert unlisted and all(band[i] == "rare" for i in unlisted)
+    assert band[vocab["##,"]] == "rare"  # BERT's tokenizer never produces it
