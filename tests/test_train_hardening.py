@@ -329,11 +329,13 @@ def test_a_run_interrupted_after_its_warm_start_does_not_fit_it_again(tiny_model
     monkeypatch.setattr(train_module.Trainer, "warm_start_head", lambda self: fits.append(1) or warm_start(self))
     assert main(["train", "--resume", str(resumed)]) == 0
     assert fits == []
+
     def metrics(out: Path) -> list[dict]:  # all but the wall time
         return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                 for line in (out / "metrics.jsonl").read_text().splitlines()]
 
     assert metrics(resumed) == metrics(whole) and any(m.get("event") == "warm_start" for m in metrics(resumed))
-    assert load_file(resumed / "head.safetensors").keys() == load_file(whole / "head.safetensors").keys()
-    for name, tensor in load_file(whole / "head.safetensors").items():
-        assert bool((load_file(resumed / "head.safetensors")[name] == tensor).all()), name
+    heads = {out: load_file(out / "head.safetensors") for out in (whole, resumed)}
+    assert heads[resumed].keys() == heads[whole].keys()
+    for name, tensor in heads[whole].items():
+        assert bool((heads[resumed][name] == tensor).all()), name
