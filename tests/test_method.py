@@ -141,12 +141,34 @@ def _train_on_synonyms(tiny_model_dir, family: str, folder: Path, rotate_rare: b
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_training_beats_the_mean_row(tiny_model_dir, tmp_path, one_thread, family):
     summary, metrics = _train_on_synonyms(tiny_model_dir, family, tmp_path)
-    assert {"valid_mse_frequent", "valid_mse_rare", "mean_row_mse_rare"} <= set(metrics[0])
+    assert {"valid_mse_frequent", "valid_mse_rare", "mean_row_mse_rare", "valid_token_mse_rare"} <= set(metrics[0])
+    _check_baselines(tmp_path, metrics[0])
     # intact ~0.26 × the mean row; frozen body 0.97 (bert) / 1.13 (gpt2), state read at position 0 0.80 / 1.01,
     # gpt2 without the definition 1.26: only a body that learns to read the definition at the word gets below 0.5
     assert summary["steps"] == 200 and summary["best_valid_mse"] < 0.5 * metrics[0]["mean_row_mse"]
     for name in ("model/config.json", "head.safetensors", "checkpoint/state.json", "config.json", "summary.json"):
         assert (tmp_path / "run" / name).exists()
+
+
+def _check_baselines(folder: Path, start: dict) -> None:
+    """The start's trivial predictors, recomputed with loops: the mean row of all rows and of the token's band,
+    per position and per token (each token once)."""
+    loaded = load_model(str(folder / "run" / "model"))  # its token table is the frozen pretrained one
+    table = get_table_module(loaded.model, "input").weight.detach().double().numpy()
+    ranking = rank_tokens(loaded.tokenizer, table.shape[0], None, tokenizer_kind(loaded.tokenizer))
+    bands = ranking.band_of(table.shape[0])
+    valid = [json.loads(line) for line in (folder / "corpus" / "valid.jsonl").read_text().splitlines()]
+    ids = [r["input_ids"][p] for r in valid for g in r["word_positions"] for p in g]
+    for band in ("frequent", "medium", "rare"):
+        mean = table[bands == band].mean(axis=0)
+        errors = {t: float(((table[t] - mean) ** 2).sum()) for t in ids if bands[t] == band}
+        if not errors:
+            continue
+        positions = [errors[t] for t in ids if bands[t] == band]
+        assert start[f"band_mean_mse_{band}"] == pytest.approx(np.mean(positions), rel=1e-4)
+        assert start[f"band_mean_token_mse_{band}"] == pytest.approx(np.mean(list(errors.values())), rel=1e-4)
+    overall = table.mean(axis=0)
+    assert start["mean_row_mse"] == pytest.approx(np.mean([((table[t] - overall) ** 2).sum() for t in ids]), rel=1e-4)
 
 
 def test_a_band_head_fits_what_one_map_cannot(tiny_model_dir, tmp_path, one_thread):

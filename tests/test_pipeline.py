@@ -84,6 +84,7 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
                  "model/replaced.tsv", "after/report.html", "before_after.md", "report.html", "extended/added.tsv"):
         assert (out / name).exists(), name
     assert "| measure | before | after |" in report and "mean-row predictor" in report
+    assert "Per token, rare band: its own mean row" in report
     # the extension half: the split words with a definition became tokens, scored four ways on their pairs
     with open(out / "extended" / "added.tsv", encoding="utf-8") as handle:
         assert sorted(r["word"] for r in csv.DictReader(handle, delimiter="\t")) == sorted(NEW)

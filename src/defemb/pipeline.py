@@ -231,8 +231,14 @@ def validation_line(run: Path) -> str:
     start = next(m for m in metrics if m.get("event") == "start")
     summary = json.loads((run / "summary.json").read_text())
     kept = f"the weights of step {summary['best_step']} kept" if summary.get("best_step") else "the last weights kept"
-    return (f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, trained model "
+    line = (f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, trained model "
             f"{summary['best_valid_mse']:.4f} at best, after {summary['steps']} steps ({kept}).")
+    best = [m for m in metrics if m["step"] == summary.get("best_step") and "valid_token_mse_rare" in m]
+    if best and "band_mean_token_mse_rare" in start:  # runs before per-token validation lack them
+        line += (f" Per token, rare band: its own mean row {start['band_mean_token_mse_rare']:.4f}, trained model "
+                 f"{best[-1]['valid_token_mse_rare']:.4f}; medium band: {start['band_mean_token_mse_medium']:.4f}, "
+                 f"{best[-1]['valid_token_mse_medium']:.4f}.")
+    return line
 
 
 def before_after(before: Path, after: Path, run: Path, sections: list = (), seconds: dict | None = None) -> str:
