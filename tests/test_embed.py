@@ -50,6 +50,7 @@ def runs(tiny_model_dir, tmp_path_factory):
 
 
 def _embed(run: Path, corpus: Path, out: Path, **options) -> dict[int, np.ndarray]:
+    options.setdefault("aggregate", "first")  # these tests follow one prompt to one row; the default is "mean"
     embed(run, corpus, out, **options)
     table = load_embeddings(out)
     return dict(zip(table.token_ids.tolist(), table.embeddings, strict=True))
@@ -283,3 +284,19 @@ def test_new_words_take_the_shared_map_and_runs_before_band_heads_their_one_w(ru
               metadata={"maps": "frequent,medium,rare"})
     with pytest.raises(DefembError, match="head.safetensors' is damaged"):
         load_run(old)
+
+
+def test_embed_averages_five_prompts_unless_told(runs, corpora, tmp_path):
+    """The default is the mean over up to 5 prompts (measured better on MiniLM's word similarity), from the
+    CLI and the library alike; the file says so."""
+    run, corpus = runs("bert"), corpora("bert")
+    assert main(["embed", str(run), "--corpus", str(corpus), "--out", str(tmp_path / "cli.safetensors")]) == 0
+    embed(run, corpus, tmp_path / "lib.safetensors")
+    means = _embed(run, corpus, tmp_path / "mean.safetensors", aggregate="mean", max_prompts=5)
+    for name in ("cli", "lib"):
+        table = load_embeddings(tmp_path / f"{name}.safetensors")
+        assert table.metadata["aggregate"] == "mean"
+        rows = dict(zip(table.token_ids.tolist(), table.embeddings, strict=True))
+        assert sorted(rows) == sorted(means)
+        for token, row in rows.items():
+            np.testing.assert_allclose(row, means[token], rtol=1e-5, atol=1e-6)

@@ -49,6 +49,7 @@ class PipelinePreset:
     max_valid: int = 2000  # validation prompts per evaluation
     ridge_examples: int = 4096  # prompts the warm start fits W on
     embed_replaced_only: bool = False  # embed only the rows replace rebuilds (else every covered token)
+    aggregate: str = "mean"  # `embed`: a row as the mean over up to 5 prompts, or "first" (one pass per row)
     gradient_checkpointing: bool = False  # less memory, ~12 % more step time (docs/benchmarks.md)
 
 
@@ -61,9 +62,9 @@ PIPELINE_PRESETS = {
 DECODER_PRESETS = {
     "quickstart": PipelinePreset(steps=40, warmup=4, tokens=2048, eval_every=20, alpha=5.0, lr=1e-5,
                                  max_valid=300, ridge_examples=2048, embed_replaced_only=True,
-                                 gradient_checkpointing=True),
+                                 gradient_checkpointing=True, aggregate="first"),
     "full": PipelinePreset(steps=400, warmup=40, tokens=2048, eval_every=100, alpha=20.0, lr=1e-5,
-                           max_valid=1000, embed_replaced_only=True, gradient_checkpointing=True),
+                           max_valid=1000, embed_replaced_only=True, gradient_checkpointing=True, aggregate="first"),
 }
 
 
@@ -172,7 +173,7 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
     config = replace_config(model, emb, paths["corpus"], settings.alpha, ranking)
     if stage("embed", emb.exists()):
         wanted = partial(ids_to_embed, [config, numbers_variant(config)]) if settings.embed_replaced_only else None
-        embed(paths["train"], paths["corpus"], emb, select=wanted)
+        embed(paths["train"], paths["corpus"], emb, aggregate=settings.aggregate, select=wanted)
     if stage("replace", (paths["model"] / "replaced.tsv").exists()):
         replace(config, paths["model"])
     if stage("replace --numbers all (measured, not written)", (out / NUMBERS_ALL).exists()):

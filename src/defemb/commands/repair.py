@@ -128,8 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="finished training run directory")
     p.add_argument("--corpus", required=True, help="corpus directory whose prompts define the tokens")
     p.add_argument("--out", required=True, help="output .safetensors file")
-    p.add_argument("--aggregate", default="first", choices=["first", "mean"],
-                   help="a token's row from its first prompt, or the mean over up to --max-prompts prompts")
+    p.add_argument("--aggregate", default="mean", choices=["first", "mean"],
+                   help="a token's row as the mean over up to --max-prompts prompts (default), or from its first "
+                        "prompt alone (one pass per token: cheaper on decoders)")
     p.add_argument("--max-prompts", type=int, default=5, help="prompts averaged per token with --aggregate mean")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=cmd_embed)
