@@ -8,8 +8,9 @@
 # tables are rebuilt from whatever has finished. Cost on 2 cores (bf16 where measured faster): run ~10 min,
 # rte ~25 min, probe ~5 min, wordsim ~3 min, mrpc ~40 min.
 #
-# Compared: the original table and the checkpoint `defemb run` writes (band head, α 20, --spread
-# directions, numbers within α); for word similarity also every covered row rebuilt (`replace --all`).
+# Compared: the original table and the checkpoint `defemb run` writes (band head, rows averaged over up to
+# 5 prompts, α 20, --spread directions, numbers within α); for word similarity also every covered row
+# rebuilt (`replace --all`).
 # The geometry figures (IsoScore, mean cosine, Max Difference) are in OUT/run/before_after.md.
 set -euo pipefail
 R=${1:-runs/repair}
