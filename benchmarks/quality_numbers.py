@@ -63,7 +63,7 @@ def main() -> None:
         source.write_text("\n".join(definitions(tokens, wording)) + "\n", encoding="utf-8")
         config = CorpusConfig(tokenizer=loaded.name, sources=[f"tsv:{source}"], numbers=False, valid_percent=0.0)
         build_corpus(config, work / f"corpus-{k}", force=True)
-        embed(args.run, work / f"corpus-{k}", work / f"rows-{k}.safetensors", force=True)
+        embed(args.run, work / f"corpus-{k}", work / f"rows-{k}.safetensors", aggregate="first", force=True)
         rows = load_embeddings(work / f"rows-{k}.safetensors")
         cells = []
         for blend in (1.0, 0.5, 0.25):
