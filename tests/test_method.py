@@ -130,8 +130,9 @@ def _train_on_synonyms(tiny_model_dir, family: str, folder: Path, rotate_rare: b
     # real corpora (10^5 positions) the band head wins (docs/results.md).
     settings.setdefault("head", "single")
     # rows are ~0.1 long: W at 10x the body's rate overshoots them, so it starts from the ridge fit and moves slowly
-    config = TrainConfig(model=str(model), corpus=str(corpus), steps=200, lr=1e-2, head_lr_scale=0.1, tokens=1024,
-                         eval_every=50, save_every=200, **settings)
+    settings = {"steps": 200, "eval_every": 50, **settings}
+    config = TrainConfig(model=str(model), corpus=str(corpus), lr=1e-2, head_lr_scale=0.1, tokens=1024,
+                         save_every=200, **settings)
     summary = train(config, folder / "run")
     return summary, [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
 
@@ -439,3 +440,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_model_dir, corpo
     assert "NaN/inf at step 4" in err and "last good checkpoint" in err
     state = json.loads((tmp_path / "run.partial" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2 and not out.exists()
+
+
+def test_the_contrast_term_teaches_which_row(tiny_model_dir, tmp_path, one_thread):
+    """`--contrast`: the prediction must pick its own row out of the table. The tiny rows are ~0.1 long, so squared
+    error moves their directions slowly; the contrast term does not depend on length. After 60 steps, on held-out
+    words: validation's contrast loss and the share of words whose own row is among their 10 nearest."""
+    last = {}
+    for beta in (0.0, 1.0):
+        folder = tmp_path / f"contrast{beta}"
+        folder.mkdir()
+        _, metrics = _train_on_synonyms(tiny_model_dir, "bert", folder, contrast=beta, steps=60, eval_every=60)
+        last[beta] = [m for m in metrics if "event" not in m][-1]
+    # measured: contrast 8.13 without the term, 4.39 with it (12.97 at the warm start); top-10 share 0.20 vs 0.51
+    assert last[1.0]["valid_contrast"] < 0.7 * last[0.0]["valid_contrast"]
+    assert last[1.0]["valid_top10"] > last[0.0]["valid_top10"] + 0.15

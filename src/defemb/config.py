@@ -165,6 +165,9 @@ class TrainConfig:
     objective: str = field(default="mimic", metadata={"help": "mimic (MSE to pretrained rows) | lm (ablation)"})
     head: str = field(default="band", metadata={"help": "band (one W per frequency band of the token) | single "
                                                  "(the paper's one W)"})
+    contrast: float = field(default=0.0, metadata={"help": "weight of a term that asks the prediction to pick its own "
+                                                   "row out of the whole table (cosine softmax); 0 = the paper's "
+                                                   "squared error alone"})
     steps: int | None = None
     warmup: int | None = None
     tokens: int | None = field(default=None, metadata={"help": "token budget per batch (padded tokens)"})
@@ -196,6 +199,8 @@ class TrainConfig:
                 setattr(self, key, value)
         if self.objective not in ("mimic", "lm"):
             raise DefembError(f"unknown --objective '{self.objective}'; choose mimic or lm")
+        if not 0 <= self.contrast < math.inf:
+            raise DefembError(f"--contrast must be a number ≥ 0 (got {self.contrast})")
         if self.head not in HEADS:
             raise DefembError(f"unknown --head '{self.head}'; choose one of {', '.join(HEADS)}")
         if self.table == "output":

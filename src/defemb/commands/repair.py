@@ -34,8 +34,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         if not (args.model and args.corpus and args.out):
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
-        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "head", "steps", "warmup", "tokens",
-                                               "lr", "head_lr_scale", "schedule", "grad_accum", "eval_every",
+        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "head", "contrast", "steps", "warmup",
+                                               "tokens", "lr", "head_lr_scale", "schedule", "grad_accum", "eval_every",
                                                "save_every", "max_valid", "ridge_examples", "patience",
                                                "train_embeddings", "bf16", "gradient_checkpointing", "device", "seed",
                                                "trust_remote_code")}
@@ -98,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", default="mimic", help="mimic | lm (the paper's w/o-mimicking ablation)")
     p.add_argument("--head", default="band", choices=["band", "single"], help="band: W plus a correction per "
                    "frequency band of the token (default); single: the paper's one W")
+    p.add_argument("--contrast", type=float, default=0.0, help="weight β of a term that asks each prediction to pick "
+                   "its own row among all the table's rows (cosine around the mean row, softmax at τ 0.05), added to "
+                   "the squared error; 0 (default) = the paper's loss")
     for name, kind in (("steps", int), ("warmup", int), ("tokens", int), ("lr", float), ("head-lr-scale", float)):
         p.add_argument(f"--{name}", type=kind, help="override the preset")
     p.add_argument("--schedule", choices=["inverse_sqrt", "linear", "cosine", "constant"],

@@ -75,6 +75,35 @@ def band_ridge_fit(H: torch.Tensor, T: torch.Tensor, maps: torch.Tensor, count: 
     return shared, corrections
 
 
+CONTRAST_TEMPERATURE = 0.05  # τ of `contrast_loss`: cosine 1 vs 0 is a logit gap of 20
+TOP_K = 10  # validation's ``valid_top10``: the own row among the 10 nearest
+
+
+def centred_cosines(predictions: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """cos(p − μ, t_v − μ) of every prediction with every row of ``table``, μ the table's mean row: the angles
+    around the shared offset every row carries. predictions (N, h), table (V, h) → (N, V)."""
+    mean = table.mean(dim=0)
+    rows = torch.nn.functional.normalize(table - mean, dim=-1)
+    return torch.nn.functional.normalize(predictions - mean, dim=-1) @ rows.T
+
+
+def contrast_loss(predictions: torch.Tensor, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Per prediction, −log softmax over every row of ``table`` of the centred cosine / τ at the prediction's own
+    id (`centred_cosines`). Squared error alone is satisfied by a row near its band's mean; this asks the
+    prediction to point, around the mean, toward its own row rather than any other, which is what cosine
+    neighbours and word similarity read. predictions (N, h), ids (N,), table (V, h) → (N,)."""
+    logits = centred_cosines(predictions, table) / CONTRAST_TEMPERATURE
+    return torch.nn.functional.cross_entropy(logits, ids, reduction="none")
+
+
+def own_row_in_top(predictions: torch.Tensor, ids: torch.Tensor, table: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
+    """1.0 where the prediction's own row is among its ``k`` nearest rows of ``table`` by centred cosine (ties
+    counted against it), else 0.0: can the row it predicts be told from every other? (N,)"""
+    cosines = centred_cosines(predictions, table)
+    own = cosines.gather(1, ids[:, None])
+    return ((cosines >= own).sum(dim=1) <= k).double()
+
+
 def _device(name: str | None, world: int) -> torch.device:
     """The training device: ``--device``, else the GPU when there is one; one GPU per rank under torchrun."""
     device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -183,6 +212,8 @@ class Trainer:
             loss_each = torch.nn.functional.cross_entropy(predictions @ self.targets.T, batch.targets, reduction="none")
         else:
             loss_each = squared
+            if self.config.contrast:
+                loss_each = loss_each + self.config.contrast * contrast_loss(predictions, batch.targets, self.targets)
         # per prompt: mean over its predicted positions; then summed over the batch (Eq. 5)
         counts = torch.bincount(batch.rows, minlength=batch.input_ids.shape[0]).clamp(min=1).float()
         per_prompt = torch.zeros_like(counts).index_add_(0, batch.rows, loss_each) / counts
@@ -199,7 +230,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """‖e − ẽ‖² over the validation predictions, overall and per band (eval mode, fixed draws).
+        """‖e − ẽ‖² over the validation predictions, overall and per band (eval mode, fixed draws); and
+        ``valid_top10``…: the share of tokens (each once, its positions averaged) whose prediction has its own row
+        among its 10 nearest rows of the table (`own_row_in_top`), what cosine neighbours read; and
+        ``valid_contrast``, the mean of `contrast_loss` per position, whether or not training optimises it.
 
         Encoders are scored the way `embed` reads them, with every occurrence of the word masked: the
         training corruption keeps a quarter of the word in view, and those positions (≈ 1.16 against ≈ 1.50
@@ -207,13 +241,19 @@ class Trainer:
         self.model.eval()
         generator = torch.Generator().manual_seed(self.config.seed + 7919)
         strategy = mask_encoder if self.kind == "encoder" else self.strategy
-        squared_all, targets = [], []
+        squared_all, targets, hits, contrast = [], [], [], []
         for start in range(0, len(self.valid_records), 64):
             batch = self._examples(self.valid_records[start : start + 64], generator, strategy)
-            squared_all.append(self._loss(self.model(batch), batch)[1])
+            predictions = self.model(batch)
+            squared_all.append(self._loss(predictions, batch)[1])
+            hits.append(own_row_in_top(predictions.float(), batch.targets, self.targets))
+            contrast.append(contrast_loss(predictions.float(), batch.targets, self.targets))
             targets.append(batch.targets)
         self.model.train()
-        return self._by_band(torch.cat(squared_all), torch.cat(targets))
+        targets = torch.cat(targets)
+        return {**self._by_band(torch.cat(squared_all), targets),
+                **by_band(torch.cat(hits), targets, self.token_bands, f"valid_top{TOP_K}", per_token=True),
+                "valid_contrast": float(torch.cat(contrast).mean())}
 
     def _precision(self) -> torch.autocast:
         """The forward pass's precision: bfloat16 autocast with --bf16, else float32."""
