@@ -303,6 +303,10 @@ def test_bad_training_input(tiny_model_dir, corpora, tmp_path, capsys):
     assert "another tokenizer" in capsys.readouterr().err and not out.exists()
     assert main(["train", gpt2, "--corpus", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert main(["train", bert, "--corpus", str(corpora("bert")), "--out", str(out), "--preset", "huge"]) == 2
+    for bad, message in ((["--contrast", "-1"], "--contrast must be"), (["--contrast", "nan"], "--contrast must be"),
+                         (["--contrast", "1", "--objective", "lm"], "does not apply")):
+        assert main(["train", bert, "--corpus", str(corpora("bert")), "--out", str(out), *bad]) == 2
+        assert message in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -201,6 +201,8 @@ class TrainConfig:
             raise DefembError(f"unknown --objective '{self.objective}'; choose mimic or lm")
         if not 0 <= self.contrast < math.inf:
             raise DefembError(f"--contrast must be a number ≥ 0 (got {self.contrast})")
+        if self.contrast and self.objective != "mimic":
+            raise DefembError("--contrast adds to the mimicking loss; it does not apply to --objective lm")
         if self.head not in HEADS:
             raise DefembError(f"unknown --head '{self.head}'; choose one of {', '.join(HEADS)}")
         if self.table == "output":
