@@ -162,3 +162,70 @@ def test_mean_std_of_one_value_has_nan_std():
     assert mean == 0.5 and math.isnan(std)
     with pytest.raises(ValueError):
         mean_std([])
+
+
+# ------------------------------------------------------------------------------------- seeds resampled too
+def _slow_seed_bootstrap(a_by_seed: list[list[float]], b_by_seed: list[list[float]], resamples: int,
+                         seed: int) -> dict:
+    """The two-level bootstrap with plain loops, taking its draws in the documented order."""
+    rng = np.random.default_rng(seed)
+    k = len(a_by_seed)
+    deltas = []
+    for _ in range(resamples):
+        total, cells = 0.0, 0
+        for s in rng.integers(0, k, size=k).tolist():
+            n = len(a_by_seed[s])
+            for i in rng.integers(0, n, size=n).tolist():
+                total += b_by_seed[s][i] - a_by_seed[s][i]
+                cells += 1
+        deltas.append(total / cells)
+    at_most_zero = sum(1 for d in deltas if d <= 0)
+    at_least_zero = sum(1 for d in deltas if d >= 0)
+    ordered = sorted(deltas)
+    return {"p": min(1.0, 2 * min(at_most_zero, at_least_zero) / resamples),
+            "ci_low": _percentile(ordered, 2.5), "ci_high": _percentile(ordered, 97.5)}
+
+
+def test_seed_bootstrap_matches_slow_loop_on_the_same_draws():
+    rng = random.Random(8)
+    sizes = (31, 31, 24)  # unequal seeds too: each draws its own size
+    a = [[float(rng.random() < 0.6) for _ in range(n)] for n in sizes]
+    b = [[float(rng.random() < 0.65) for _ in range(n)] for n in sizes]
+    fast = bootstrap.seed_bootstrap(a, b, resamples=300, seed=5)
+    slow = _slow_seed_bootstrap(a, b, 300, 5)
+    assert fast["p"] == slow["p"]
+    assert fast["ci_low"] == pytest.approx(slow["ci_low"], abs=1e-12)
+    assert fast["ci_high"] == pytest.approx(slow["ci_high"], abs=1e-12)
+    pooled_a, pooled_b = sum(a, []), sum(b, [])
+    assert fast["delta"] == pytest.approx(sum(pooled_b) / len(pooled_b) - sum(pooled_a) / len(pooled_a), abs=1e-15)
+    assert (fast["resamples"], fast["seeds"]) == (300, 3)
+
+
+def test_a_difference_one_seed_carries_is_not_significant_across_seeds():
+    # Seed 0: B wins by 30 points; seeds 1 and 2: B loses by 3. Pooled, the examples call B better (p < 0.01);
+    # with the seeds resampled, a third of the draws hold no seed 0 at all and B loses there.
+    rng = np.random.default_rng(3)
+    a = [(rng.random(400) < 0.5).astype(float) for _ in range(3)]
+    b = [np.where(rng.random(400) < 0.30, 1.0, a[0]), np.where(rng.random(400) < 0.03, 0.0, a[1]),
+         np.where(rng.random(400) < 0.03, 0.0, a[2])]
+    pooled = paired_bootstrap(np.concatenate(a), np.concatenate(b), resamples=1000, seed=0)
+    seeds = bootstrap.seed_bootstrap(a, b, resamples=1000, seed=0)
+    assert pooled["p"] < 0.01 and pooled["delta"] > 0
+    assert seeds["delta"] == pytest.approx(pooled["delta"], abs=1e-12)
+    assert seeds["p"] > 0.2 and seeds["ci_low"] < 0 < seeds["ci_high"]
+
+
+def test_seed_bootstrap_known_cases_and_bad_input():
+    a = [np.random.default_rng(s).random(60) for s in range(3)]
+    same = bootstrap.seed_bootstrap(a, [x.copy() for x in a])
+    assert (same["delta"], same["p"], same["ci_low"], same["ci_high"]) == (0.0, 1.0, 0.0, 0.0)
+    better = bootstrap.seed_bootstrap(a, [x + 0.01 for x in a])
+    assert better["p"] == 0.0 and better["ci_low"] > 0  # better in every example of every seed
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        bootstrap.seed_bootstrap(a[:1], a[:1])
+    with pytest.raises(ValueError, match="3 seeds but b has 2"):
+        bootstrap.seed_bootstrap(a, a[:2])
+    with pytest.raises(ValueError, match="equal length"):
+        bootstrap.seed_bootstrap(a, [a[0], a[1], a[2][:-1]])
+    with pytest.raises(ValueError, match="finite"):
+        bootstrap.seed_bootstrap(a, [a[0], a[1], np.full(60, np.nan)])

@@ -8,7 +8,7 @@ import pytest
 
 from defemb.cli import main
 from defemb.errors import DefembError
-from defemb.evaluation.bootstrap import paired_bootstrap
+from defemb.evaluation.bootstrap import paired_bootstrap, seed_bootstrap
 from defemb.evaluation.records import RunRecord, write_record
 from defemb.evaluation.results import merge, table_rows, write_results
 
@@ -101,6 +101,26 @@ def test_p_values_pool_the_shared_seeds_in_seed_order(runs):
     assert _model(mrpc, "defemb")["metrics"]["dev/accuracy"]["p"] < 0.01
 
 
+def test_seed_p_values_resample_the_shared_seeds(runs):
+    merged = merge(runs, order=["original"], resamples=300, seed=2)
+    mrpc = merged["groups"][0]
+    for label, seeds in (("defemb", [0, 1, 2]), ("deldir", [0, 1])):
+        stats = _model(mrpc, label)["metrics"]["dev/accuracy"]
+        expected = seed_bootstrap([_scores("original", s) for s in seeds], [_scores(label, s) for s in seeds],
+                                  resamples=300, seed=2)
+        assert stats["p_seeds"] == expected["p"]
+        assert stats["ci_seeds"] == [expected["ci_low"], expected["ci_high"]]
+    assert _model(mrpc, "original")["metrics"]["dev/accuracy"]["p_seeds"] is None  # the reference
+
+
+def test_one_shared_seed_has_no_seed_p_value(tmp_path):
+    root = tmp_path / "runs"
+    for label in ("original", "defemb"):
+        write_record(root, _ok(label, 0, _scores(label, 0)))
+    stats = _model(merge([root], order=["original"])["groups"][0], "defemb")["metrics"]["dev/accuracy"]
+    assert stats["p"] is not None and stats["p_seeds"] is None
+
+
 def test_pairing_ignores_written_order_and_unshared_seeds(tmp_path):
     def scores(label: str, seed: int) -> list[float]:  # real-valued, so a reordered pool changes the interval
         rng = random.Random(f"{label}{seed}")
@@ -160,17 +180,20 @@ def test_table_rows_and_markdown(runs, tmp_path):
     accuracy = [sum(_scores("original", s)) / N * 100 for s in range(3)]
     rows = table_rows(mrpc)
     assert rows[0] == ["original", "dev/accuracy %",
-                       f"{statistics.fmean(accuracy):.2f} ± {statistics.stdev(accuracy):.2f} (3)", "(ref)", "—"]
-    assert ["deldir", "failed (1)", "seed 2: CUDA out of memory | tried 2 GiB", "", ""] in rows
-    assert ["broken", "failed (3)", "seed 0: bad tokenizer; seed 1, 2: no such file: /ckpt/broken", "", ""] in rows
+                       f"{statistics.fmean(accuracy):.2f} ± {statistics.stdev(accuracy):.2f} (3)", "(ref)", "—", "—"]
+    assert ["deldir", "failed (1)", "seed 2: CUDA out of memory | tried 2 GiB", "", "", ""] in rows
+    assert ["broken", "failed (3)", "seed 0: bad tokenizer; seed 1, 2: no such file: /ckpt/broken", "", "", ""] in rows
     defemb = next(r for r in rows if r[:2] == ["defemb", "dev/accuracy %"])
     assert defemb[4] == "<0.001" and defemb[3].startswith("+")
+    seeds_p = _model(mrpc, "defemb")["metrics"]["dev/accuracy"]["p_seeds"]
+    assert defemb[5] == ("<0.001" if seeds_p < 0.001 else f"{seeds_p:.3f}")
     text = (out / "results.md").read_text()
     assert "## classification / mrpc (reference: original, primary: dev/accuracy)" in text
     assert "## wordsim / simlex (reference: original, primary: spearman)" in text
-    assert "| original | spearman % | 31.00 (1) | (ref) | — |" in text
-    assert "| defemb | spearman % | 35.75 (1) | +4.75 | — |" in text
-    assert "| deldir | failed (1) | seed 2: CUDA out of memory \\| tried 2 GiB |  |  |" in text  # '|' escaped
+    assert "| model | metric | mean ± std (n) | Δ | p | p (seeds) |" in text
+    assert "| original | spearman % | 31.00 (1) | (ref) | — | — |" in text
+    assert "| defemb | spearman % | 35.75 (1) | +4.75 | — | — |" in text
+    assert "| deldir | failed (1) | seed 2: CUDA out of memory \\| tried 2 GiB |  |  |  |" in text  # '|' escaped
     assert "p for deldir pools seeds 0, 1 only" in text
     assert f"Regenerate: `defemb results {runs[0]} {runs[1]} --out {out} --order original,deldir,defemb,broken " \
            "--resamples 1000 --seed 0 --force`" in text
@@ -185,7 +208,7 @@ def test_non_fraction_metrics_keep_their_unit(tmp_path):
         write_record(root, RunRecord(evaluator="lm", task="wiki", model=label, label=label, seed=None,
                                      primary="loss", metrics={"loss": loss}))
     rows = table_rows(merge([root])["groups"][0])
-    assert rows == [["a", "loss", "2.5000 (1)", "(ref)", "—"], ["b", "loss", "2.2500 (1)", "-0.2500", "—"]]
+    assert rows == [["a", "loss", "2.5000 (1)", "(ref)", "—", "—"], ["b", "loss", "2.2500 (1)", "-0.2500", "—", "—"]]
 
 
 def test_cli_end_to_end(runs, tmp_path, capsys):

@@ -2,6 +2,9 @@
 
 The paper pools the per-example scores of all seeds into one test pool before resampling (§ Reproducibility):
 the caller concatenates seed by seed, in the same seed order for both systems, and passes the two pools here.
+That test treats the seeds as fixed: it asks whether B beats A on these examples *with these fine-tuning runs*.
+`seed_bootstrap` also resamples the seeds (a two-level bootstrap), so a difference that one lucky seed carries
+is not called significant; with few seeds it is the more cautious of the two.
 """
 
 from __future__ import annotations
@@ -33,18 +36,11 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
     that wins every resample gets p = 0, which means p < 1/resamples), ``ci_low``/``ci_high`` = the 2.5th and
     97.5th percentiles of δ* (``np.percentile``, linear interpolation), ``resamples`` and ``n``.
     """
-    a_arr = np.asarray(a, dtype=np.float64)
-    b_arr = np.asarray(b, dtype=np.float64)
-    if a_arr.ndim != 1 or a_arr.shape != b_arr.shape:
-        raise ValueError(f"a and b must be 1-D and of equal length, got shapes {a_arr.shape} and {b_arr.shape}")
-    n = len(a_arr)
-    if n == 0:
-        raise ValueError("a and b are empty: nothing to resample")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    if not (np.isfinite(a_arr).all() and np.isfinite(b_arr).all()):
-        raise ValueError("per-example scores must be finite numbers")
-    diff = b_arr - a_arr  # mean(b*) − mean(a*) == mean((b − a)*) on the same indices
+    diff = _checked(a, b)  # mean(b*) − mean(a*) == mean((b − a)*) on the same indices
+    n = len(diff)
+    a_arr, b_arr = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     rng = np.random.default_rng(seed)
     deltas = np.empty(resamples)
     rows = max(1, _CHUNK_CELLS // n)
@@ -61,6 +57,53 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
         "resamples": resamples,
         "n": n,
     }
+
+
+def _checked(a, b) -> np.ndarray:
+    a_arr = np.asarray(a, dtype=np.float64)
+    b_arr = np.asarray(b, dtype=np.float64)
+    if a_arr.ndim != 1 or a_arr.shape != b_arr.shape:
+        raise ValueError(f"a and b must be 1-D and of equal length, got shapes {a_arr.shape} and {b_arr.shape}")
+    if len(a_arr) == 0:
+        raise ValueError("a and b are empty: nothing to resample")
+    if not (np.isfinite(a_arr).all() and np.isfinite(b_arr).all()):
+        raise ValueError("per-example scores must be finite numbers")
+    return b_arr - a_arr
+
+
+def seed_bootstrap(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]], resamples: int = 1000,
+                   seed: int = 0) -> dict[str, float | int]:
+    """Two-level paired bootstrap of system B against system A, over seeds and then examples.
+
+    ``a_by_seed[s]`` and ``b_by_seed[s]`` are the per-example scores of fine-tuning seed s (aligned, same order).
+    With ``rng = np.random.default_rng(seed)``, resample r draws ``rng.integers(0, k, size=k)``: k seeds with
+    replacement; then, for each drawn seed s in that order, ``rng.integers(0, n_s, size=n_s)``: its examples.
+    δ*_r is the mean of b − a over all drawn cells. ``delta`` (the pooled mean of b − a), ``p`` (two-sided, as in
+    `paired_bootstrap`), ``ci_low``/``ci_high`` (2.5th/97.5th percentiles of δ*), ``resamples`` and ``seeds`` (k).
+    Needs k ≥ 2: one seed has no seed-to-seed spread to resample.
+    """
+    if len(a_by_seed) != len(b_by_seed):
+        raise ValueError(f"a has {len(a_by_seed)} seeds but b has {len(b_by_seed)}")
+    k = len(a_by_seed)
+    if k < 2:
+        raise ValueError(f"resampling seeds needs at least 2 seeds, got {k}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    diffs = [_checked(a, b) for a, b in zip(a_by_seed, b_by_seed, strict=True)]
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(resamples)
+    for r in range(resamples):
+        total, cells = 0.0, 0
+        for s in rng.integers(0, k, size=k):
+            diff = diffs[int(s)]
+            total += float(diff[rng.integers(0, len(diff), size=len(diff))].sum())
+            cells += len(diff)
+        deltas[r] = total / cells
+    losing = min(int((deltas <= 0).sum()), int((deltas >= 0).sum()))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    pooled = np.concatenate(diffs)
+    return {"delta": float(pooled.mean()), "p": min(1.0, 2.0 * losing / resamples), "ci_low": float(low),
+            "ci_high": float(high), "resamples": resamples, "seeds": k}
 
 
 def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:

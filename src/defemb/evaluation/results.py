@@ -4,7 +4,9 @@ Per group the models keep the order they first appear in (roots in the order giv
 sorted) unless ``order`` names them; the first model with an ok run is the reference, listed first. Per model
 and metric: mean ± sample std over its ok seeds, Δ of the mean against the reference, and — for metrics both
 models list in ``per_example`` — the paired bootstrap p-value of `bootstrap.paired_bootstrap` on the seeds both
-models have, pooled in seed order (the paper's "combined test pool"); every comparison uses the same bootstrap seed.
+models have, pooled in seed order (the paper's "combined test pool"), and with two or more such seeds the
+two-level p-value of `bootstrap.seed_bootstrap`, which resamples the seeds too; every comparison uses the same
+bootstrap seed.
 Failed runs become "failed (n)" rows carrying their error messages.
 """
 
@@ -17,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from defemb.errors import DefembError, quote
-from defemb.evaluation.bootstrap import mean_std, paired_bootstrap
+from defemb.evaluation.bootstrap import mean_std, paired_bootstrap, seed_bootstrap
 from defemb.evaluation.records import RunRecord, read_records
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
 
-HEADER = ["model", "metric", "mean ± std (n)", "Δ", "p"]
+HEADER = ["model", "metric", "mean ± std (n)", "Δ", "p", "p (seeds)"]
 CAPTION = ("Metrics whose values all lie in [0, 1] are shown ×100 (marked %) with 2 decimals, others as is with "
            "4 decimals; mean ± sample std over seeds (n seeds; no ± with one seed). Δ: mean minus the reference's "
            "mean, same unit. p: two-sided paired bootstrap (Koehn 2004) against the reference on the per-example "
-           "scores of the seeds both share, pooled; '—' where a metric has no per-example scores.")
+           "scores of the seeds both share, pooled (the paper's test: the seeds are taken as fixed). p (seeds): the "
+           "same test resampling the seeds as well as the examples, so a difference one seed carries is not "
+           "significant; '—' with fewer than 2 shared seeds. '—' where a metric has no per-example scores.")
 
 
 def _seed_key(seed: int | None) -> tuple[bool, int]:
@@ -64,13 +68,17 @@ def _failures(records: list[RunRecord]) -> list[dict[str, Any]]:
     return [{"seed": r.seed, "error": r.error or "no error message"} for r in failed]
 
 
+def _flat(per_seed: list[list[float]]) -> list[float]:
+    return [x for scores in per_seed for x in scores]
+
+
 def _pooled(group: str, metric: str, ref: str, other: str, ref_runs: dict[int | None, RunRecord],
-            runs: dict[int | None, RunRecord]) -> tuple[list[int | None], list[float], list[float]]:
-    """Per-example scores of the seeds both models have, concatenated in seed order (same order for both)."""
+            runs: dict[int | None, RunRecord]) -> tuple[list[int | None], list[list[float]], list[list[float]]]:
+    """Per-example scores of the seeds both models have, a list per seed in seed order (same order for both)."""
     seeds = sorted((s for s in runs if s in ref_runs and metric in runs[s].per_example
                     and metric in ref_runs[s].per_example), key=_seed_key)
-    pooled_ref: list[float] = []
-    pooled: list[float] = []
+    pooled_ref: list[list[float]] = []
+    pooled: list[list[float]] = []
     for seed in seeds:
         a, b = ref_runs[seed].per_example[metric], runs[seed].per_example[metric]
         if len(a) != len(b):
@@ -78,8 +86,8 @@ def _pooled(group: str, metric: str, ref: str, other: str, ref_runs: dict[int | 
                 f"{group}, metric '{metric}', seed {_seeds_text([seed])}: '{ref}' has {len(a)} per-example scores "
                 f"but '{other}' has {len(b)}; both must score the same examples in the same order (rerun them on "
                 f"the same data and limits, or leave one out)")
-        pooled_ref.extend(a)
-        pooled.extend(b)
+        pooled_ref.append(list(a))
+        pooled.append(list(b))
     return seeds, pooled_ref, pooled
 
 
@@ -107,16 +115,20 @@ def _group(evaluator: str, task: str, records: list[RunRecord], order: list[str]
             values = [float(runs[label][s].metrics[metric]) for s in seeds]
             mean, std = mean_std(values)
             stats: dict[str, Any] = {"mean": mean, "std": None if math.isnan(std) else std, "n": len(seeds),
-                                     "seeds": seeds, "values": values, "delta": None, "p": None}
+                                     "seeds": seeds, "values": values, "delta": None, "p": None,
+                                     "p_seeds": None}
             if label != reference:
                 ref_values = [float(r.metrics[metric]) for r in runs[reference].values() if metric in r.metrics]
                 if ref_values:
                     stats["delta"] = mean - mean_std(ref_values)[0]
                 paired, a, b = _pooled(name, metric, reference, label, runs[reference], runs[label])
                 if paired:
-                    test = paired_bootstrap(a, b, resamples=resamples, seed=seed)
+                    test = paired_bootstrap(_flat(a), _flat(b), resamples=resamples, seed=seed)
                     stats.update(p=test["p"], ci=[test["ci_low"], test["ci_high"]], paired_seeds=paired,
                                  examples=test["n"])
+                if len(paired) > 1:
+                    by_seed = seed_bootstrap(a, b, resamples=resamples, seed=seed)
+                    stats.update(p_seeds=by_seed["p"], ci_seeds=[by_seed["ci_low"], by_seed["ci_high"]])
             entry["metrics"][metric] = stats
         models.append(entry)
     return {"evaluator": evaluator, "task": task, "primary": primary, "reference": reference, "metrics": metrics,
@@ -151,6 +163,10 @@ def _percent_metrics(group: dict[str, Any]) -> set[str]:
             if all(0.0 <= v <= 1.0 for m in group["models"] for v in m["metrics"].get(metric, {}).get("values", []))}
 
 
+def _p_text(p: float | None) -> str:
+    return "—" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def table_rows(group: dict[str, Any]) -> list[list[str]]:
     """Rows under `HEADER` for one group: a row per (model, metric), then a "failed (n)" row if any run failed."""
     percent = _percent_metrics(group)
@@ -165,16 +181,14 @@ def table_rows(group: dict[str, Any]) -> list[list[str]]:
                 delta = "(ref)"
             else:
                 delta = "—" if stats["delta"] is None else f"{stats['delta'] * scale:+.{digits}f}"
-            p = stats["p"]
-            p_text = "—" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
             rows.append([model["label"], metric + (" %" if metric in percent else ""), f"{value} ({stats['n']})",
-                         delta, p_text])
+                         delta, _p_text(stats["p"]), _p_text(stats.get("p_seeds"))])
         if model["failed"]:
             by_error: dict[str, list[int | None]] = {}
             for failure in model["failed"]:
                 by_error.setdefault(failure["error"], []).append(failure["seed"])
             errors = "; ".join(f"seed {_seeds_text(seeds)}: {error}" for error, seeds in by_error.items())
-            rows.append([model["label"], f"failed ({len(model['failed'])})", errors, "", ""])
+            rows.append([model["label"], f"failed ({len(model['failed'])})", errors, "", "", ""])
     return rows
 
 
