@@ -63,7 +63,7 @@ def test_the_best_validation_weights_are_written(tiny_model_dir, corpora, tmp_pa
     def scripted(self):
         scores = validate(self)
         heads[self.step] = self.model.head.weight.detach().clone()
-        return {**scores, "valid_mse": SCRIPTED.get(self.step, scores["valid_mse"])}
+        return {**scores, "valid_token_mse": SCRIPTED.get(self.step, scores["valid_token_mse"])}
 
     monkeypatch.setattr(train_module.Trainer, "validate", scripted)
     out = tmp_path / "run"
@@ -75,7 +75,8 @@ def test_the_best_validation_weights_are_written(tiny_model_dir, corpora, tmp_pa
     want = 8 if keep_last else 4
     torch.testing.assert_close(written, heads[want], rtol=0, atol=0)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["best_valid_mse"] == 0.1 and summary["best_step"] == 4
+    assert summary["best_valid_token_mse"] == 0.1 and summary["best_step"] == 4
+    assert summary["selected_on"] == "valid_token_mse" and summary["best_valid_mse"] > 0
     assert summary["weights"] == ("last" if keep_last else "best (step 4)")
     assert not (out / "best.safetensors").exists()  # the copy is not left behind
 
@@ -88,7 +89,7 @@ def test_the_warm_start_competes_for_the_best_weights(tiny_model_dir, corpora, t
     def scripted(self):
         scores = validate(self)
         heads[self.step] = self.model.head.weight.detach().clone()  # step 0: the last call is after the warm start
-        return {**scores, "valid_mse": {**SCRIPTED, 0: 0.05}.get(self.step, scores["valid_mse"])}
+        return {**scores, "valid_token_mse": {**SCRIPTED, 0: 0.05}.get(self.step, scores["valid_token_mse"])}
 
     monkeypatch.setattr(train_module.Trainer, "validate", scripted)
     out = tmp_path / "run"
@@ -96,4 +97,27 @@ def test_the_warm_start_competes_for_the_best_weights(tiny_model_dir, corpora, t
                  "4", "--eval-every", "2", "--tokens", "256", "--lr", "1e-3"]) == 0
     torch.testing.assert_close(load_file(out / "head.safetensors")["weight"], heads[0], rtol=0, atol=0)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["best_step"] == 0 and summary["weights"] == "best (step 0)" and summary["best_valid_mse"] == 0.05
+    assert summary["best_step"] == 0 and summary["weights"] == "best (step 0)" and summary["best_valid_token_mse"] == 0.05
+
+
+def test_the_kept_weights_follow_the_error_per_token_not_per_position(tiny_model_dir, corpora, tmp_path, monkeypatch):
+    """Per position, step 2 is best; per token (what `embed` writes), step 6: the run keeps step 6, and stops early
+    on the per-token figure too (patience 1: step 8 is worse per token though better per position)."""
+    heads = {}
+    validate = train_module.Trainer.validate
+    per_position = {0: 1.0, 2: 0.2, 4: 0.9, 6: 0.8, 8: 0.1}
+    per_token = {0: 1.0, 2: 0.9, 4: 0.8, 6: 0.3, 8: 0.4}
+
+    def scripted(self):
+        scores = validate(self)
+        heads[self.step] = self.model.head.weight.detach().clone()
+        return {**scores, "valid_mse": per_position[self.step], "valid_token_mse": per_token[self.step]}
+
+    monkeypatch.setattr(train_module.Trainer, "validate", scripted)
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_model_dir("bert")), "--corpus", str(corpora("bert")), "--out", str(out),
+                 "--steps", "10", "--eval-every", "2", "--tokens", "256", "--lr", "1e-3", "--patience", "1"]) == 0
+    torch.testing.assert_close(load_file(out / "head.safetensors")["weight"], heads[6], rtol=0, atol=0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["best_step"], summary["best_valid_token_mse"], summary["best_valid_mse"]) == (6, 0.3, 0.8)
+    assert summary["early_stop"] and summary["steps"] == 8

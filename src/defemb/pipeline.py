@@ -232,8 +232,9 @@ def validation_line(run: Path) -> str:
     start = next(m for m in metrics if m.get("event") == "start")
     summary = json.loads((run / "summary.json").read_text())
     kept = f"the weights of step {summary['best_step']} kept" if summary.get("best_step") else "the last weights kept"
-    line = (f"Validation ‖e−ẽ‖²: mean-row predictor {start['mean_row_mse']:.4f}, trained model "
-            f"{summary['best_valid_mse']:.4f} at best, after {summary['steps']} steps ({kept}).")
+    line = (f"Validation ‖e−ẽ‖² per position: mean-row predictor {start['mean_row_mse']:.4f}, trained model "
+            f"{summary['best_valid_mse']:.4f} at the kept step, after {summary['steps']} steps ({kept}, chosen on "
+            f"the error per {'token' if summary.get('selected_on') == 'valid_token_mse' else 'position'}).")
     best = [m for m in metrics if m["step"] == summary.get("best_step") and "valid_token_mse_rare" in m]
     if best and "band_mean_token_mse_rare" in start:  # runs before per-token validation lack them
         line += (f" Per token, rare band: its own mean row {start['band_mean_token_mse_rare']:.4f}, trained model "

@@ -44,8 +44,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         summary = train(TrainConfig(model=args.model, corpus=args.corpus, keep_best=not args.keep_last, **fields),
                         args.out, args.force)
         out = args.out
-    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² {summary['best_valid_mse']:.4f}; weights "
-          f"written: {summary['weights']} -> {out}")
+    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² per token {summary['best_valid_token_mse']:.4f} "
+          f"(per position {summary['best_valid_mse']:.4f}); weights written: {summary['weights']} -> {out}")
 
 
 def cmd_embed(args: argparse.Namespace) -> None:

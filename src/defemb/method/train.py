@@ -40,6 +40,10 @@ from defemb.outputs import check_writable, move_into_place, write_json_atomic
 from defemb.seeding import seed_everything
 
 BEST = "best.safetensors"  # weights of the best validation so far, in the run being written
+#: The validation figure that picks the kept weights and drives early stopping: the error per *token* (each token's
+#: positions averaged, then tokens averaged), as `embed` writes one row per token. Per position, a token with many
+#: prompts ("-", common numbers) weighs as much as hundreds of rare tokens.
+SELECT_ON = "valid_token_mse"
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths, × mean eigenvalue of HᵀH; one is picked on held-out rows
 
 
@@ -164,6 +168,7 @@ class Trainer:
         self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
         self.started = False  # the start (validation, warm start) is done: true once a checkpoint exists
         self.best_step: int | None = None
+        self.best_scores: dict[str, float] = {}  # per position and per token at the best step, for the summary
 
     # ----------------------------------------------------------------------------------------- set-up
     def _freeze_tables(self) -> None:
@@ -294,10 +299,11 @@ class Trainer:
         self.model.train()
 
     # -------------------------------------------------------------------------------- checkpointing
-    def keep_if_best(self, valid: float) -> None:
-        """Remember this step and keep its weights if its validation is the best so far."""
-        if valid < self.best:
-            self.best, self.best_step = valid, self.step
+    def keep_if_best(self, scores: dict[str, float]) -> None:
+        """Remember this step and keep its weights if its validation (`SELECT_ON`) is the best so far."""
+        if scores[SELECT_ON] < self.best:
+            self.best, self.best_step = scores[SELECT_ON], self.step
+            self.best_scores = {key: scores[key] for key in ("valid_mse", SELECT_ON)}
             self.save_best()
 
     def save_best(self) -> None:
@@ -316,7 +322,8 @@ class Trainer:
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         save_file({"cpu_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
         state = {"step": self.step, "epoch": self.epoch, "position": self.position, "best": self.best,
-                 "best_step": self.best_step, "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
+                 "best_step": self.best_step, "best_scores": self.best_scores, "selected_on": SELECT_ON,
+                 "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
         (tmp / "state.json").write_text(json.dumps(state))
         move_into_place(tmp, self.run_dir / "checkpoint")
 
@@ -333,7 +340,9 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
             self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
-            self.best_step = state.get("best_step")
+            self.best_step, self.best_scores = state.get("best_step"), state.get("best_scores", {})
+            if state.get("selected_on") != SELECT_ON:  # a run from before: its best is another figure
+                self.best, self.best_step, self.best_scores = math.inf, None, {}
         self.started = True  # every checkpoint is written after the start
         self._trim_metrics()
 
@@ -364,7 +373,7 @@ class Trainer:
                 self.warm_start_head()
                 scores = self.validate()
                 self.log(event="warm_start", **scores)
-            self.keep_if_best(scores["valid_mse"])  # the start competes: training does not always improve on it
+            self.keep_if_best(scores)  # the start competes: training does not always improve on it
             self.started = True
             if c.warm_start:  # minutes on a large model: an interruption before the first save must not redo it
                 self.save_checkpoint()
@@ -385,13 +394,13 @@ class Trainer:
                 progress.update(1)
                 if self.step % c.eval_every == 0 or self.step == c.steps:
                     scores = self.validate()
-                    valid = scores["valid_mse"]
+                    valid = scores[SELECT_ON]
                     elapsed = time.perf_counter() - started
                     self.log(train_mse=float(np.mean(window)), **scores, lr=self.scheduler.get_last_lr()[0],
                              seconds=round(elapsed, 2))
                     window = []
                     self.bad_evals = 0 if valid < self.best else self.bad_evals + 1
-                    self.keep_if_best(valid)
+                    self.keep_if_best(scores)
                     if c.patience and self.bad_evals >= c.patience:
                         self.save_checkpoint()
                         progress.close()
@@ -447,7 +456,8 @@ class Trainer:
     def finish(self, early_stop: bool) -> dict:
         """Write the trained body, W and the summary, then rename the run into place (replacing an old one)."""
         kept = self.config.keep_best and self.best_step is not None
-        summary = {"steps": self.step, "best_valid_mse": self.best, "best_step": self.best_step,
+        summary = {"steps": self.step, "selected_on": SELECT_ON, "best_valid_token_mse": self.best,
+                   "best_valid_mse": self.best_scores.get("valid_mse"), "best_step": self.best_step,
                    "weights": f"best (step {self.best_step})" if kept else "last", "early_stop": early_stop}
         if self.rank == 0:
             if kept:  # the body and W of the best validation, not of the last step
