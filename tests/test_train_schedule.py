@@ -97,7 +97,8 @@ def test_the_warm_start_competes_for_the_best_weights(tiny_model_dir, corpora, t
                  "4", "--eval-every", "2", "--tokens", "256", "--lr", "1e-3"]) == 0
     torch.testing.assert_close(load_file(out / "head.safetensors")["weight"], heads[0], rtol=0, atol=0)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["best_step"] == 0 and summary["weights"] == "best (step 0)" and summary["best_valid_token_mse"] == 0.05
+    assert summary["best_step"] == 0 and summary["weights"] == "best (step 0)"
+    assert summary["best_valid_token_mse"] == 0.05
 
 
 def test_the_kept_weights_follow_the_error_per_token_not_per_position(tiny_model_dir, corpora, tmp_path, monkeypatch):
