@@ -39,4 +39,6 @@ done
 
 done_dirs=()
 for d in mrpc rte probe wordsim; do [ -d "$R/$d" ] && done_dirs+=("$R/$d"); done
-$D results "${done_dirs[@]}" --order original,replaced,all_directions --out "$R/tables" --force
+if [ ${#done_dirs[@]} -gt 0 ]; then  # `run` alone leaves nothing to tabulate (its figures are in before_after.md)
+  $D results "${done_dirs[@]}" --order original,replaced,all_directions --out "$R/tables" --force
+fi
