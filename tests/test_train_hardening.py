@@ -339,3 +339,20 @@ def test_a_run_interrupted_after_its_warm_start_does_not_fit_it_again(tiny_model
     assert heads[resumed].keys() == heads[whole].keys()
     for name, tensor in heads[whole].items():
         assert bool((heads[resumed][name] == tensor).all()), name
+
+
+def test_a_run_checkpointed_before_per_token_selection_resumes(interrupted_run, tmp_path, capsys):
+    """A checkpoint from before the kept weights were chosen per token holds a per-position best and no
+    "selected_on": the resumed run forgets that best (another figure) and chooses again on the next evaluations."""
+    shutil.copytree(interrupted_run, tmp_path / "run.partial")
+    state_path = tmp_path / "run.partial" / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    for key in ("selected_on", "best_scores"):
+        del state[key]
+    state["best"] = 1e-9  # per position, better than anything per token: kept, it would pin the old weights
+    state_path.write_text(json.dumps(state))
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["best_step"] == 4 and summary["selected_on"] == "valid_token_mse"
+    assert summary["best_valid_token_mse"] > 1e-9 and summary["best_valid_mse"] > 0
+    assert "best validation ‖e−ẽ‖² per token" in capsys.readouterr().out

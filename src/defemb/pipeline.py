@@ -231,9 +231,11 @@ def validation_line(run: Path) -> str:
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     start = next(m for m in metrics if m.get("event") == "start")
     summary = json.loads((run / "summary.json").read_text())
-    kept = f"the weights of step {summary['best_step']} kept" if summary.get("best_step") else "the last weights kept"
+    kept = f"the weights of step {summary['best_step']} kept" if summary.get("weights", "").startswith("best") \
+        else "the last weights kept"
+    position = "–" if summary["best_valid_mse"] is None else f"{summary['best_valid_mse']:.4f}"
     line = (f"Validation ‖e−ẽ‖² per position: mean-row predictor {start['mean_row_mse']:.4f}, trained model "
-            f"{summary['best_valid_mse']:.4f} at the kept step, after {summary['steps']} steps ({kept}, chosen on "
+            f"{position} at the kept step, after {summary['steps']} steps ({kept}, chosen on "
             f"the error per {'token' if summary.get('selected_on') == 'valid_token_mse' else 'position'}).")
     best = [m for m in metrics if m["step"] == summary.get("best_step") and "valid_token_mse_rare" in m]
     if best and "band_mean_token_mse_rare" in start:  # runs before per-token validation lack them

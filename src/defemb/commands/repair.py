@@ -44,8 +44,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         summary = train(TrainConfig(model=args.model, corpus=args.corpus, keep_best=not args.keep_last, **fields),
                         args.out, args.force)
         out = args.out
-    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² per token {summary['best_valid_token_mse']:.4f} "
-          f"(per position {summary['best_valid_mse']:.4f}); weights written: {summary['weights']} -> {out}")
+    token, position = (_figure(summary[key]) for key in ("best_valid_token_mse", "best_valid_mse"))
+    print(f"trained {summary['steps']} steps; best validation ‖e−ẽ‖² per token {token} (per position {position}); "
+          f"weights written: {summary['weights']} -> {out}")
+
+
+def _figure(value: float | None) -> str:
+    """None: a run resumed from before per-token selection that was not scored again."""
+    return "–" if value is None else f"{value:.4f}"
 
 
 def cmd_embed(args: argparse.Namespace) -> None:

@@ -456,8 +456,9 @@ class Trainer:
     def finish(self, early_stop: bool) -> dict:
         """Write the trained body, W and the summary, then rename the run into place (replacing an old one)."""
         kept = self.config.keep_best and self.best_step is not None
-        summary = {"steps": self.step, "selected_on": SELECT_ON, "best_valid_token_mse": self.best,
-                   "best_valid_mse": self.best_scores.get("valid_mse"), "best_step": self.best_step,
+        best = self.best_scores  # empty only in a run resumed from before per-token selection, not scored since
+        summary = {"steps": self.step, "selected_on": SELECT_ON, "best_valid_token_mse": best.get(SELECT_ON),
+                   "best_valid_mse": best.get("valid_mse"), "best_step": self.best_step,
                    "weights": f"best (step {self.best_step})" if kept else "last", "early_stop": early_stop}
         if self.rank == 0:
             if kept:  # the body and W of the best validation, not of the last step
