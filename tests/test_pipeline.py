@@ -22,7 +22,7 @@ from defemb.models import get_table, load_model
 from defemb.pipeline import DECODER_PRESETS, PIPELINE_PRESETS, PipelinePreset, run_pipeline
 from test_extend import expected_row
 
-TEST_PRESET = PipelinePreset(steps=20, warmup=1, tokens=1024, eval_every=10, alpha=50.0)
+TEST_PRESET = PipelinePreset(steps=20, warmup=1, tokens=1024, eval_every=10, alpha=50.0, contrast=0.5)
 WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
 
 
@@ -95,6 +95,7 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     assert "Extension: new tokens and their nearest old tokens" in page and "gardenpark" in page
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
     assert len(replaced) > 1
+    assert json.loads((out / "train" / "config.json").read_text())["contrast"] == 0.5  # the preset's, passed on
     written = json.loads((out / "model" / "defemb.json").read_text())
     assert written["numbers"] == "within" and written["spread"] == "directions"  # the paper's rule, calibrated
     assert "`replace --numbers all`" in report  # the all-numbers variant is measured beside it
@@ -118,12 +119,12 @@ def test_decoder_preset_embeds_only_the_rows_it_replaces(tiny_model_dir, tmp_pat
     monkeypatch.setitem(PIPELINE_PRESETS, "test", TEST_PRESET)
     monkeypatch.setitem(DECODER_PRESETS, "test", dataclasses.replace(TEST_PRESET, lr=3e-4, max_valid=7,
                                                                      ridge_examples=9, embed_replaced_only=True,
-                                                                     gradient_checkpointing=True))
+                                                                     gradient_checkpointing=True, contrast=0.0))
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     model, out = str(tiny_model_dir("gpt2")), tmp_path / "pipeline"
     report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
     trained = json.loads((out / "train" / "config.json").read_text())
-    assert (trained["lr"], trained["max_valid"], trained["ridge_examples"]) == (3e-4, 7, 9)
+    assert (trained["lr"], trained["max_valid"], trained["ridge_examples"], trained["contrast"]) == (3e-4, 7, 9, 0.0)
     assert trained["gradient_checkpointing"]
     with open(out / "model" / "replaced.tsv", encoding="utf-8") as handle:
         replaced = {int(r["id"]) for r in csv.DictReader(handle, delimiter="\t")}
