@@ -16,25 +16,20 @@ split holds ("held out": no training prompt ever had them as target), so memoris
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import torch
 
 from defemb.embeddings import load_embeddings
 from defemb.frequency import BANDS, rank_tokens
+from defemb.method.data import load_records
 from defemb.method.train import own_row_in_top
 from defemb.models import get_table, load_model
 
 
-def targets(path: str) -> set[int]:
+def targets(corpus: str, split: str, vocab_size: int) -> set[int]:
     """Token ids the records of a corpus split predict."""
-    ids = set()
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            ids.update(record["input_ids"][p] for group in record["word_positions"] for p in group)
-    return ids
+    return {r["input_ids"][p] for r in load_records(corpus, split, vocab_size) for g in r["word_positions"] for p in g}
 
 
 def measure(rows: np.ndarray, ids: np.ndarray, E: np.ndarray, band_of: np.ndarray) -> dict[str, tuple]:
@@ -67,7 +62,7 @@ def main() -> None:
     band_of = ranking.band_of(E.shape[0])
     held_out = None
     if args.corpus:
-        held_out = targets(f"{args.corpus}/valid.jsonl") - targets(f"{args.corpus}/train.jsonl")
+        held_out = targets(args.corpus, "valid", E.shape[0]) - targets(args.corpus, "train", E.shape[0])
     print("| rows | tokens | tokens per band, frequent / medium / rare | error ÷ band mean row | top 10 |")
     print("|---|---|---|---|---|")
     for path in args.embeddings:

@@ -38,9 +38,9 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
     """
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    diff = _checked(a, b)  # mean(b*) − mean(a*) == mean((b − a)*) on the same indices
+    a_arr, b_arr = _checked(a, b)
+    diff = b_arr - a_arr  # mean(b*) − mean(a*) == mean((b − a)*) on the same indices
     n = len(diff)
-    a_arr, b_arr = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     rng = np.random.default_rng(seed)
     deltas = np.empty(resamples)
     rows = max(1, _CHUNK_CELLS // n)
@@ -59,7 +59,8 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
     }
 
 
-def _checked(a, b) -> np.ndarray:
+def _checked(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as float64 arrays, refused unless 1-D, of equal non-zero length and finite."""
     a_arr = np.asarray(a, dtype=np.float64)
     b_arr = np.asarray(b, dtype=np.float64)
     if a_arr.ndim != 1 or a_arr.shape != b_arr.shape:
@@ -68,7 +69,7 @@ def _checked(a, b) -> np.ndarray:
         raise ValueError("a and b are empty: nothing to resample")
     if not (np.isfinite(a_arr).all() and np.isfinite(b_arr).all()):
         raise ValueError("per-example scores must be finite numbers")
-    return b_arr - a_arr
+    return a_arr, b_arr
 
 
 def seed_bootstrap(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]], resamples: int = 1000,
@@ -89,7 +90,7 @@ def seed_bootstrap(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Seq
         raise ValueError(f"resampling seeds needs at least 2 seeds, got {k}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    diffs = [_checked(a, b) for a, b in zip(a_by_seed, b_by_seed, strict=True)]
+    diffs = [b - a for a, b in (_checked(a, b) for a, b in zip(a_by_seed, b_by_seed, strict=True))]
     rng = np.random.default_rng(seed)
     deltas = np.empty(resamples)
     for r in range(resamples):

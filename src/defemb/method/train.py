@@ -165,10 +165,15 @@ class Trainer:
         if config.gradient_checkpointing:
             self._checkpoint_activations()
         self.optimizer, self.scheduler = self._optimiser()
-        self.step, self.epoch, self.position, self.best, self.bad_evals = 0, 0, 0, math.inf, 0
+        self.step, self.epoch, self.position, self.bad_evals = 0, 0, 0, 0
         self.started = False  # the start (validation, warm start) is done: true once a checkpoint exists
         self.best_step: int | None = None
         self.best_scores: dict[str, float] = {}  # per position and per token at the best step, for the summary
+
+    @property
+    def best(self) -> float:
+        """The best validation so far (`SELECT_ON`); infinite before the first."""
+        return self.best_scores.get(SELECT_ON, math.inf)
 
     # ----------------------------------------------------------------------------------------- set-up
     def _freeze_tables(self) -> None:
@@ -302,7 +307,7 @@ class Trainer:
     def keep_if_best(self, scores: dict[str, float]) -> None:
         """Remember this step and keep its weights if its validation (`SELECT_ON`) is the best so far."""
         if scores[SELECT_ON] < self.best:
-            self.best, self.best_step = scores[SELECT_ON], self.step
+            self.best_step = self.step
             self.best_scores = {key: scores[key] for key in ("valid_mse", SELECT_ON)}
             self.save_best()
 
@@ -321,9 +326,9 @@ class Trainer:
         save_model(self.model, tmp / "model.safetensors")
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         save_file({"cpu_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
-        state = {"step": self.step, "epoch": self.epoch, "position": self.position, "best": self.best,
-                 "best_step": self.best_step, "best_scores": self.best_scores, "selected_on": SELECT_ON,
-                 "bad_evals": self.bad_evals, "scheduler": self.scheduler.state_dict()}
+        state = {"step": self.step, "epoch": self.epoch, "position": self.position, "best_step": self.best_step,
+                 "best_scores": self.best_scores, "selected_on": SELECT_ON, "bad_evals": self.bad_evals,
+                 "scheduler": self.scheduler.state_dict()}
         (tmp / "state.json").write_text(json.dumps(state))
         move_into_place(tmp, self.run_dir / "checkpoint")
 
@@ -339,10 +344,9 @@ class Trainer:
             state = json.loads(path.read_text())
             self.scheduler.load_state_dict(state["scheduler"])
             self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
-            self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
-            self.best_step, self.best_scores = state.get("best_step"), state.get("best_scores", {})
-            if state.get("selected_on") != SELECT_ON:  # a run from before: its best is another figure
-                self.best, self.best_step, self.best_scores = math.inf, None, {}
+            self.bad_evals = int(state["bad_evals"])
+            if state.get("selected_on") == SELECT_ON:  # a run from before chose on another figure: choose again
+                self.best_step, self.best_scores = state["best_step"], state["best_scores"]
         self.started = True  # every checkpoint is written after the start
         self._trim_metrics()
 
