@@ -1,4 +1,4 @@
-"""The maths of calibrated rows (defemb.calibrate): spread, per-row λ and degeneracy, against slow versions."""
+"""The maths of calibrated rows (defemb.calibrate): refit, spread, per-row λ and degeneracy, against slow versions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from defemb.calibrate import (
     degeneracy,
     fit_spread,
     is_placeholder,
+    refit_rows,
     reliability_blend,
     rms_spread,
     token_script,
@@ -172,3 +173,54 @@ def test_degeneracy_counts_placeholder_and_foreign_neighbours():
     expected = [slow_degeneracy(E, int(q), candidates.tolist(), tokens, DEGENERATE_K) for q in queries]
     np.testing.assert_allclose(degeneracy(E, queries, candidates, tokens), expected)
     assert degeneracy(E, np.zeros(0, dtype=np.int64), candidates, tokens).shape == (0,)
+
+
+def slow_refit(old: np.ndarray, new: np.ndarray, fold: np.ndarray, penalty: float) -> np.ndarray:
+    """Cross-fitted ridge by the normal equations (solve, not SVD), one fold at a time. # (n, h)"""
+    out = np.zeros_like(old)
+    for k in np.unique(fold):
+        fit = fold != k
+        mx, my = new[fit].mean(axis=0), old[fit].mean(axis=0)
+        X = new[fit] - mx
+        gram = X.T @ X
+        W = np.linalg.solve(gram + penalty * np.trace(gram) / new.shape[1] * np.eye(new.shape[1]), X.T @ (old[fit] - my))
+        out[~fit] = (new[~fit] - mx) @ W + my
+    return out
+
+
+def test_refit_matches_the_normal_equations_and_picks_the_penalty_with_the_least_held_out_error():
+    rng = np.random.default_rng(11)
+    old = rng.normal(size=(60, 6))
+    new = 0.3 * old @ rng.normal(size=(6, 6)) + rng.normal(size=(60, 6))  # a noisy linear view of the rows
+    penalties = (1e-3, 0.1, 1.0, 10.0)
+    rows, notes = refit_rows(old, new, folds=4, penalties=penalties, seed=3)
+    fold = np.random.default_rng(3).permutation(60) % 4
+    candidates = {c: slow_refit(old, new, fold, c) for c in penalties}
+    errors = {c: ((r - old) ** 2).sum(axis=1).mean() for c, r in candidates.items()}
+    best = min(errors, key=errors.get)
+    assert notes["penalty"] == best and len(set(np.round(list(errors.values()), 6))) == len(penalties)
+    np.testing.assert_allclose(rows, candidates[best], rtol=1e-9, atol=1e-9)
+    assert notes["error_refit"] == pytest.approx(errors[best])
+    assert notes["error_definition"] == pytest.approx(((new - old) ** 2).sum(axis=1).mean())
+
+
+def test_refit_undoes_a_linear_distortion_and_never_reads_a_rows_own_target():
+    rng = np.random.default_rng(12)
+    old = rng.normal(size=(200, 8))
+    new = (old - 2.0) @ (0.2 * np.eye(8) + 0.05 * rng.normal(size=(8, 8)))  # shrunk, shifted and rotated
+    rows, notes = refit_rows(old, new, penalties=(1e-6,))
+    assert notes["error_refit"] < 1e-6 * notes["error_definition"]
+    np.testing.assert_allclose(rows, old, atol=1e-3)
+    # Cross-fitted: a row's pretrained row enters only the maps of other folds, never its own.
+    changed = old.copy()
+    changed[17] += 50.0
+    again, _ = refit_rows(changed, new, penalties=(1e-6,))
+    np.testing.assert_allclose(again[17], rows[17], atol=1e-9)
+    assert np.abs(again - rows).max() > 0.1  # the other folds' rows do see it
+
+
+def test_refit_needs_rows_for_its_folds():
+    with pytest.raises(DefembError, match="at least 10 rows"):
+        refit_rows(np.zeros((9, 3)), np.zeros((9, 3)))
+    rows, notes = refit_rows(np.ones((10, 3)), np.zeros((10, 3)))  # no spread at all: the mean row
+    np.testing.assert_allclose(rows, np.ones((10, 3)))

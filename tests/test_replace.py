@@ -279,6 +279,7 @@ def test_bad_input_is_exit_2_with_nothing_written(tiny_model_dir, tmp_path, caps
     task = tmp_path / "task.txt"
     task.write_text(SENTENCES[0] + "\n")
     out = tmp_path / "out"
+    capsys.readouterr()  # the fixture's own progress bars when this test runs first
 
     def args(*extra: str, embeddings=good) -> list[str]:
         return ["replace", model, "--embeddings", str(embeddings), "--out", str(out), *extra]
@@ -351,6 +352,30 @@ def test_spread_scale_gives_each_band_the_spread_of_its_pretrained_rows(tiny_mod
         np.testing.assert_allclose(new_centred, raw_centred * (rms[0] / rms[2]), rtol=1e-4, atol=1e-5)
     summary = json.loads((out / "defemb.json").read_text())
     assert summary["spread"] == "scale" and set(summary["spread_rms"]) == {"frequent", "medium", "rare"}
+
+
+def test_refit_maps_distorted_rows_back_to_the_table(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir("bert"))
+    before = get_table(load_model(model).model)
+    ids = list(range(5, 500))
+    rng = np.random.default_rng(8)
+    distortion = 0.1 * np.eye(before.shape[1]) + 0.02 * rng.normal(size=(before.shape[1],) * 2)
+    rows = ((before[ids] - 0.5) @ distortion).astype(np.float32)  # a shrunk, rotated, shifted view of the rows
+    write_definitions(model, tmp_path / "defs.safetensors", ids)
+    metadata = load_embeddings(tmp_path / "defs.safetensors").metadata
+    save_embeddings(tmp_path / "defs.safetensors", np.array(ids), rows, metadata)
+    written = {}
+    for refit in ("none", "linear"):
+        out = tmp_path / refit
+        assert main(["replace", model, "--embeddings", str(tmp_path / "defs.safetensors"), "--all", "--refit", refit,
+                     "--ranking", "index", "--out", str(out)]) == 0
+        written[refit] = get_table(load_model(str(out)).model)[ids]
+    np.testing.assert_allclose(written["none"], rows, atol=1e-6)
+    error = ((written["linear"] - before[ids]) ** 2).sum(axis=1).mean()
+    assert error < 0.01 * ((rows - before[ids]) ** 2).sum(axis=1).mean()  # the grid's least penalty still shrinks a little
+    summary = json.loads((tmp_path / "linear" / "defemb.json").read_text())
+    assert summary["refit"] == "linear" and summary["refit_map"]["folds"] == 5
+    assert summary["refit_map"]["error_refit"] == pytest.approx(error, rel=1e-3)
 
 
 def test_blend_auto_weights_each_row_by_its_excess_disagreement(tiny_model_dir, tmp_path, capsys):
@@ -456,11 +481,13 @@ def test_new_options_reject_bad_values(tiny_model_dir, tmp_path, capsys):
                            (["--select", "both"], "--alpha")]:
         assert main([*base, *extra]) == 2
         assert message in capsys.readouterr().err
-    for extra in (["--all", "--spread", "whiten"], ["--all", "--numbers", "some"]):
+    for extra in (["--all", "--spread", "whiten"], ["--all", "--numbers", "some"], ["--all", "--refit", "cubic"]):
         with pytest.raises(SystemExit):
             main([*base, *extra])
     with pytest.raises(DefembError, match="--numbers"):
         ReplaceConfig(model, "x", all_tokens=True, numbers="some")
+    with pytest.raises(DefembError, match="--refit"):
+        ReplaceConfig(model, "x", all_tokens=True, refit="cubic")
     write_definitions(model, tmp_path / "rare.safetensors", [480, 481, 482])  # index ranking: rare ids only
     with pytest.raises(DefembError, match="no frequent token has a definition row"):
         replace(ReplaceConfig(model, str(tmp_path / "rare.safetensors"), all_tokens=True, blend="auto",

@@ -2,7 +2,18 @@
 
 A predictor trained with squared error returns E[row | definition], which is shrunk toward the mean of
 the rows: its rows spread less than the rows they stand for (MiniLM, 200 steps: rebuilt numbers have
-cosine ≈ 0.98 among each other). Three measured corrections, each a pure function on arrays:
+cosine ≈ 0.98 among each other). Four measured corrections, each a pure function on arrays:
+
+**Refit** (`refit_rows`, ``--refit linear``; before the others). A linear map from definition rows to
+pretrained rows, fitted by ridge on every row that has both. The predictor was trained per *position*
+(every prompt a token occurs in, frequent tokens far more often) and writes per *token* the mean of up
+to five prompts; the map that is best for those averaged rows is not the identity (MiniLM, 200 steps:
+it removes a further 6 % of each band's mean-row error and doubles the share of rows whose own
+pretrained row is among their 10 nearest). It is *cross-fitted*: the rows are split into `REFIT_FOLDS`
+folds, and each row is mapped by the map fitted on the other folds, so no row's own pretrained row
+enters what is written into it. The ridge penalty is chosen from `REFIT_PENALTIES` (times the mean
+eigenvalue of the centred rows' Gram matrix, so the grid does not depend on the rows' scale) by the
+out-of-fold error.
 
 **Spread** (`fit_spread`, per frequency band; fitted on every row of the band that has a definition
 row, so the map does not depend on which rows are then selected — a handful of degenerate rows
@@ -51,6 +62,9 @@ from defemb.errors import DefembError
 from defemb.tokens import surface
 
 SPREADS = ("none", "scale", "directions")
+REFITS = ("none", "linear")
+REFIT_FOLDS = 5
+REFIT_PENALTIES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 DEGENERATE_K = 10
 DEGENERATE_SHARE = 0.5
 REFERENCE_BAND = "frequent"
@@ -115,6 +129,47 @@ def calibrate_bands(old: np.ndarray, new: np.ndarray, bands: np.ndarray, mode: s
     return out
 
 
+def _fold_maps(old: np.ndarray, new: np.ndarray, fold: np.ndarray) -> list:
+    """Per fold k, the held-out rows and a function c ↦ their ridge-mapped rows (fitted on the other folds)."""
+    maps = []
+    for k in np.unique(fold):
+        fit = fold != k
+        mean_x, mean_y = new[fit].mean(axis=0), old[fit].mean(axis=0)
+        u, s, vt = np.linalg.svd(new[fit] - mean_x, full_matrices=False)  # ridge for every λ from one SVD
+        projected_targets = u.T @ (old[fit] - mean_y)  # (r, h)
+        held = (new[~fit] - mean_x) @ vt.T  # (m, r)
+        unit = (s ** 2).sum() / new.shape[1] or 1.0  # mean eigenvalue of the centred Gram matrix (0: rows all equal)
+
+        def mapped(c: float, s=s, held=held, projected_targets=projected_targets, mean_y=mean_y, unit=unit):
+            return (held * (s / (s ** 2 + c * unit))) @ projected_targets + mean_y
+
+        maps.append((~fit, mapped))
+    return maps
+
+
+def refit_rows(old: np.ndarray, new: np.ndarray, folds: int = REFIT_FOLDS,
+               penalties: tuple[float, ...] = REFIT_PENALTIES, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """``new`` (definition rows) mapped toward ``old`` (their pretrained rows, aligned) by a cross-fitted ridge
+    map, with the chosen penalty and the mean squared error before and after (out of fold). # (n, h)"""
+    if len(new) < 2 * folds:
+        raise DefembError(f"--refit linear fits a map on {folds} folds of rows and needs at least {2 * folds} rows "
+                          f"with a definition row (got {len(new)})")
+    old64, new64 = old.astype(np.float64), new.astype(np.float64)
+    fold = np.random.default_rng(seed).permutation(len(new)) % folds
+    maps = _fold_maps(old64, new64, fold)
+    errors = np.zeros(len(penalties))
+    for held, mapped in maps:
+        for j, c in enumerate(penalties):
+            errors[j] += ((mapped(c) - old64[held]) ** 2).sum()
+    best = penalties[int(np.argmin(errors))]
+    rows = np.empty_like(new64)
+    for held, mapped in maps:
+        rows[held] = mapped(best)
+    notes = {"penalty": best, "folds": folds, "error_definition": float(((new64 - old64) ** 2).sum(axis=1).mean()),
+             "error_refit": float(((rows - old64) ** 2).sum(axis=1).mean())}
+    return rows.astype(new.dtype), notes
+
+
 def relative_disagreement(old: np.ndarray, new: np.ndarray, bands: np.ndarray) -> np.ndarray:
     """u_i = ‖o_i − p_i‖² / S_b², S_b² = mean ‖o − μ_b‖² of row i's band (NaN where S_b = 0). # (n,)"""
     old64, new64 = old.astype(np.float64), new.astype(np.float64)
@@ -133,15 +188,20 @@ def reliability_blend(disagreement: np.ndarray, reference: float) -> np.ndarray:
     return np.clip(np.nan_to_num(blend, nan=0.0), 0.0, 1.0)
 
 
-def calibrate(old: np.ndarray, new: np.ndarray, bands: np.ndarray, spread: str, blend: float | None
-              ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Definition rows ``new`` with each band's spread fitted to ``old`` and λ per row (``blend``, or by
-    reliability where ``blend`` is None); with the per-band spreads and the reference disagreement.
+def calibrate(old: np.ndarray, new: np.ndarray, bands: np.ndarray, spread: str, blend: float | None,
+              refit: str = "none") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Definition rows ``new``, refitted (``refit``), with each band's spread fitted to ``old`` and λ per row
+    (``blend``, or by reliability where ``blend`` is None); with the refit's facts, the per-band spreads and
+    the reference disagreement.
 
     ``old``/``new`` (m, h) aligned, ``bands`` a label per row: every row that has a definition row, so
     the fits and the reference do not depend on which rows are replaced. # (m, h), (m,)
     """
     notes: dict[str, Any] = {}
+    if refit not in REFITS:
+        raise ValueError(f"unknown refit {refit!r}")
+    if refit == "linear":
+        new, notes["refit_map"] = refit_rows(old, new)
     if spread != "none":  # skipped, not an identity map: λ = 1 stays bit-exact
         calibrated = calibrate_bands(old, new, bands, spread)
         notes["spread_rms"] = {

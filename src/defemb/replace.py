@@ -10,7 +10,8 @@ their frequency, and ``--select both`` the union. Numbers are replaced where the
 (``--numbers within``, the paper's rule); ``--numbers all`` adds every numeric token with a row, frequent
 ones included, so the number rows are rebuilt as one consistent set.
 
-What is written: the definition row, optionally with its band's spread restored (``--spread``), blended
+What is written: the definition row, optionally mapped toward the pretrained table by a cross-fitted linear map
+(``--refit linear``) and with its band's spread restored (``--spread``), blended
 with the pretrained row by one λ (``--blend λ``) or by a λ per row from a measured reliability
 (``--blend auto``); the maths and its reasons are in `defemb.calibrate`. ``replaced.tsv`` lists per row
 the band, ‖old − new‖, cos(old, new), λ and the degeneracy share of the pretrained row.
@@ -45,7 +46,7 @@ from tqdm import tqdm
 from defemb.analysis.analyze import vocabulary
 from defemb.analysis.numbers import numeric_tokens
 from defemb.analysis.projection import printable
-from defemb.calibrate import DEGENERATE_SHARE, SPREADS, calibrate, degeneracy
+from defemb.calibrate import DEGENERATE_SHARE, REFITS, SPREADS, calibrate, degeneracy
 from defemb.embeddings import EMBEDDING_TABLES, DefinitionEmbeddings, load_embeddings
 from defemb.errors import DefembError, check_text_file, quote
 from defemb.frequency import Ranking, encoder, parse_method, rank_tokens
@@ -77,6 +78,7 @@ class ReplaceConfig:
     select: str = field(default="frequency", metadata={"help": "frequency (α / --all) | degenerate | both"})
     blend: float | str = field(default=1.0, metadata={"help": "λ in [0, 1], or 'auto' (per row, from reliability)"})
     spread: str = field(default="none", metadata={"help": "none | scale | directions: per-band spread calibration"})
+    refit: str = field(default="none", metadata={"help": "none | linear: cross-fitted linear map toward the table"})
     numbers: str = field(default="within", metadata={"help": "within (numbers as the selection picks them) | all"})
     ranking: str | None = field(default=None, metadata={"help": "index | wordfreq | corpus:PATH"})
     table: str | None = field(default=None, metadata={"help": "input | encoder | decoder (default: the file's)"})
@@ -90,7 +92,7 @@ class ReplaceConfig:
             raise DefembError(f"--table {quote(self.table)} cannot be replaced; choose one of {choices}")
         self.blend = _blend_value(self.blend)
         for name, value, choices in (("select", self.select, SELECTIONS), ("spread", self.spread, SPREADS),
-                                     ("numbers", self.numbers, NUMBERS)):
+                                     ("numbers", self.numbers, NUMBERS), ("refit", self.refit, REFITS)):
             if value not in choices:
                 raise DefembError(f"--{name} {quote(str(value))} is not one of {', '.join(choices)}")
         if self.select == "degenerate":
@@ -354,7 +356,7 @@ def _calibrated(config: ReplaceConfig, E: np.ndarray, ranking: Ranking, definiti
     rows = definitions.embeddings[[row_of[int(i)] for i in covered]]  # (m, h)
     bands = ranking.band_of(E.shape[0])[covered]
     blend = None if config.blend == AUTO else float(config.blend)
-    rows, blends, notes = calibrate(E[covered], rows, bands, config.spread, blend)
+    rows, blends, notes = calibrate(E[covered], rows, bands, config.spread, blend, config.refit)
     return {int(i): k for k, i in enumerate(covered)}, rows, blends, notes
 
 
@@ -448,6 +450,7 @@ def replace(config: ReplaceConfig, out: str | Path, force: bool = False) -> dict
         "select": config.select,
         "numbers": config.numbers,
         "spread": config.spread,
+        "refit": config.refit,
         "blend": config.blend,
         "blend_mean": float(result.blend.mean()) if len(result.ids) else None,
         **result.notes,

@@ -12,7 +12,8 @@ def cmd_replace(args: argparse.Namespace) -> None:
 
     config = ReplaceConfig(
         args.model, args.embeddings, task_data=args.task_data or [], alpha=args.alpha, all_tokens=args.all_tokens,
-        select=args.select, blend=args.blend, spread=args.spread, numbers=args.numbers, ranking=args.ranking,
+        select=args.select, blend=args.blend, spread=args.spread, refit=args.refit, numbers=args.numbers,
+        ranking=args.ranking,
         table=args.table, trust_remote_code=args.trust_remote_code,
     )
     summary = replace(config, args.out, args.force)
@@ -85,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spread", default="none", choices=["none", "scale", "directions"],
                    help="restore per band the spread of the pretrained rows that regression shrinks: one factor "
                    "(scale) or per principal direction (directions)")
+    p.add_argument("--refit", default="none", choices=["none", "linear"],
+                   help="before --spread, map the definition rows toward the pretrained ones by a ridge map fitted "
+                   "on every row that has both, cross-fitted so no row's own pretrained row enters it (linear)")
     p.add_argument("--numbers", nargs="?", const="all", default="within", choices=["within", "all"],
                    help="numbers where the selection picks them (within, default) or every numeric token with a "
                    "row as one set (all; bare --numbers)")
