@@ -183,7 +183,8 @@ def slow_refit(old: np.ndarray, new: np.ndarray, fold: np.ndarray, penalty: floa
         mx, my = new[fit].mean(axis=0), old[fit].mean(axis=0)
         X = new[fit] - mx
         gram = X.T @ X
-        W = np.linalg.solve(gram + penalty * np.trace(gram) / new.shape[1] * np.eye(new.shape[1]), X.T @ (old[fit] - my))
+        ridge = penalty * np.trace(gram) / new.shape[1] * np.eye(new.shape[1])
+        W = np.linalg.solve(gram + ridge, X.T @ (old[fit] - my))
         out[~fit] = (new[~fit] - mx) @ W + my
     return out
 

@@ -372,7 +372,8 @@ def test_refit_maps_distorted_rows_back_to_the_table(tiny_model_dir, tmp_path):
         written[refit] = get_table(load_model(str(out)).model)[ids]
     np.testing.assert_allclose(written["none"], rows, atol=1e-6)
     error = ((written["linear"] - before[ids]) ** 2).sum(axis=1).mean()
-    assert error < 0.01 * ((rows - before[ids]) ** 2).sum(axis=1).mean()  # the grid's least penalty still shrinks a little
+    # the grid's least penalty still shrinks a little
+    assert error < 0.01 * ((rows - before[ids]) ** 2).sum(axis=1).mean()
     summary = json.loads((tmp_path / "linear" / "defemb.json").read_text())
     assert summary["refit"] == "linear" and summary["refit_map"]["folds"] == 5
     assert summary["refit_map"]["error_refit"] == pytest.approx(error, rel=1e-3)
