@@ -1,6 +1,6 @@
 """How much of each token does a file of definition rows carry? Per band, against the band's own mean row.
 
-    HF_HUB_OFFLINE=1 python benchmarks/quality_rows.py EMB [EMB ...] [--model minilm] [--corpus DIR]
+    HF_HUB_OFFLINE=1 python benchmarks/quality_rows.py EMB [EMB ...] [--model minilm] [--corpus DIR] [--refit]
 
 EMB: files written by `defemb embed`. For the tokens each file has a row for, per frequency band (the
 ranking `replace` uses by default):
@@ -11,15 +11,19 @@ ranking `replace` uses by default):
   be told from every other, which is what neighbours and word similarity read.
 With --corpus (the corpus the predictor was trained on), the same for the tokens that only its validation
 split holds ("held out": no training prompt ever had them as target), so memorised rows can be told apart.
+With --refit, each file is also measured after `replace --refit linear`'s cross-fitted map (fitted, as
+`replace` fits it, on every row of the file).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import numpy as np
 import torch
 
+from defemb.calibrate import refit_rows
 from defemb.embeddings import load_embeddings
 from defemb.frequency import BANDS, rank_tokens
 from defemb.method.data import load_records
@@ -55,6 +59,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--corpus", help="the training corpus: also report the tokens only its validation split has")
     parser.add_argument("--ranking", help="as `replace --ranking` (default by tokenizer type)")
+    parser.add_argument("--refit", action="store_true", help="also measure the rows after `replace --refit linear`")
     args = parser.parse_args()
     loaded = load_model(args.model)
     E = get_table(loaded.model)
@@ -67,14 +72,17 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for path in args.embeddings:
         emb = load_embeddings(path)
+        versions = {path: emb.embeddings}
+        if args.refit:
+            versions[f"{path}, refit"] = refit_rows(E[emb.token_ids], emb.embeddings)[0]
         subsets = {"all": np.ones(len(emb), dtype=bool)}
         if held_out is not None:
             subsets["held out"] = np.isin(emb.token_ids, sorted(held_out))
-        for name, keep in subsets.items():
-            stats = measure(emb.embeddings[keep], emb.token_ids[keep], E, band_of)
+        for (label, rows), (name, keep) in itertools.product(versions.items(), subsets.items()):
+            stats = measure(rows[keep], emb.token_ids[keep], E, band_of)
             cells = [" / ".join("–" if b not in stats else str(stats[b][i]) if i == 0 else f"{stats[b][i]:.3f}"
                                 for b in BANDS) for i in range(3)]
-            print(f"| {path} ({name}) | {int(keep.sum())} | {cells[0]} | {cells[1]} | {cells[2]} |")
+            print(f"| {label} ({name}) | {int(keep.sum())} | {cells[0]} | {cells[1]} | {cells[2]} |")
 
 
 if __name__ == "__main__":
