@@ -112,9 +112,13 @@ class CorpusConfig:
     valid_percent: float = field(default=5.0, metadata={"help": "share of headwords held out for validation"})
     max_tokens: int = field(default=128, metadata={"help": "token budget per prompt (definitions are cut)"})
     strict: bool = field(default=False, metadata={"help": "any bad input line is an error instead of a skip"})
+    references: str = field(default="resolve", metadata={"help": "resolve (a definition that only says 'See X.' "
+                                                         "gets X's definition) | keep"})
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        if self.references not in ("resolve", "keep"):
+            raise DefembError(f"--references must be resolve or keep (got {self.references!r})")
         if not self.sources and not self.entities and not self.numbers:
             raise DefembError("nothing to build: give --source, --entities, or keep the number definitions")
         if not 0 <= self.valid_percent < 100:

@@ -14,12 +14,15 @@ def cmd_corpus_build(args: argparse.Namespace) -> None:
     config = CorpusConfig(
         tokenizer=args.tokenizer, sources=args.source or ([] if args.entities else ["gcide"]), entities=args.entities,
         numbers=not args.no_numbers, valid_percent=args.valid_percent, max_tokens=args.max_tokens,
-        strict=args.strict, trust_remote_code=args.trust_remote_code,
+        strict=args.strict, references=args.references, trust_remote_code=args.trust_remote_code,
     )
     stats = build_corpus(config, args.out, force=args.force, resume=args.resume)
     records = stats["records"]
     print(f"{records.get('train', 0)} train + {records.get('valid', 0)} valid records -> {args.out}")
     print("by source: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["sources"].items())))
+    if any(stats["references"].values()):
+        print(f"cross-references ('See X.'): {stats['references']['resolved']} given the definition of X, "
+              f"{stats['references']['unresolved']} kept (X has no definition of its own)")
     if stats["skipped"]:
         print("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["skipped"].items(), key=lambda kv: -kv[1])))
         for reason, examples in stats["skipped_examples"].items():
@@ -59,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of headwords in valid.jsonl (split by a hash of the headword; default 5)")
     p.add_argument("--max-tokens", type=int, default=128, help="token budget per prompt")
     p.add_argument("--strict", action="store_true", help="stop at the first bad input line")
+    p.add_argument("--references", default="resolve", choices=["resolve", "keep"],
+                   help="a definition that only points elsewhere ('See Abnet.', 'Same as Aby.') gets the first "
+                   "definition of the word it names (resolve, default) or stays as it is (keep)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build of the same settings")
     p.add_argument("--out", required=True, help="corpus directory (train.jsonl, valid.jsonl, stats.json)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")

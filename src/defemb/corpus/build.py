@@ -25,6 +25,7 @@ from defemb.config import CorpusConfig
 from defemb.corpus.align import span_positions
 from defemb.corpus.prompts import build_prompt
 from defemb.dictionaries import Entry, SkipLog, number_entries, read_source
+from defemb.dictionaries.references import definition_index, resolve
 from defemb.errors import DefembError
 from defemb.models import load_tokenizer, plain_backend, tokenizer_kind, vocabulary_hash
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
@@ -67,11 +68,14 @@ def in_validation(word: str, valid_percent: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 * 100 < valid_percent
 
 
-def entries(config: CorpusConfig, tok: Tokenizing, skips: SkipLog) -> Iterator[Entry]:
-    """All sources in the order given, then numbers for every numeric vocabulary token."""
-    streams = [read_source(spec, skips) for spec in config.sources]
-    if config.entities:
-        streams.append(read_source(f"entities:{config.entities}", skips))
+def entries(config: CorpusConfig, tok: Tokenizing, skips: SkipLog, references: Counter[str]) -> Iterator[Entry]:
+    """All sources in the order given (cross-references resolved unless ``config.references`` is ``keep``;
+    ``references`` counts them), then numbers for every numeric vocabulary token."""
+    specs = [*config.sources, *([f"entities:{config.entities}"] if config.entities else [])]
+    streams: list[Iterable[Entry]] = [read_source(spec, skips) for spec in specs]
+    if config.references == "resolve" and specs:
+        index = definition_index(itertools.chain.from_iterable(read_source(s, SkipLog()) for s in specs))
+        streams = [resolve(itertools.chain.from_iterable(streams), index, references)]
     if config.numbers:
         vocab = sorted(tok.tokenizer.get_vocab().items(), key=lambda item: item[1])
         streams.append(number_entries(token for token, _ in vocab))
@@ -196,11 +200,12 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
             raise DefembError(f"an unfinished build is in '{work}'; {why} (or pass --force to start over)")
     work.mkdir(parents=True, exist_ok=True)
     read_skips = SkipLog(strict=config.strict)
+    references: Counter[str] = Counter()
     parts: list[dict] = []
     progress = tqdm(desc="corpus", unit=" entries", smoothing=0.1)
     try:
         write_json_atomic(work / "config.json", resolved)
-        for index, chunk in enumerate(_chunks(entries(config, tok, read_skips), CHUNK_ENTRIES)):
+        for index, chunk in enumerate(_chunks(entries(config, tok, read_skips, references), CHUNK_ENTRIES)):
             part = work / f"part-{index:05d}"
             stats_file = part.with_suffix(".stats.json")
             if stats_file.exists():
@@ -209,7 +214,8 @@ def build_corpus(config: CorpusConfig, out: str | Path, force: bool = False, res
                 skips = SkipLog(strict=config.strict)
                 parts.append(_write_part(make_records(chunk, tok, skips), config.valid_percent, part, skips))
             progress.update(len(chunk))
-        stats = _merge_stats(parts, read_skips)
+        stats = {**_merge_stats(parts, read_skips),
+                 "references": {key: references[key] for key in ("resolved", "unresolved")}}
         _refuse_empty(stats)
     except BaseException as error:
         _keep_or_remove(work, error)
