@@ -220,13 +220,16 @@ def test_saved_truncation_and_padding_are_ignored(minilm_dir):
 
 
 def _interrupt_after(monkeypatch, count: int) -> None:
-    """Make the dictionary readers raise KeyboardInterrupt (Ctrl-C) after ``count`` entries."""
+    """Make the dictionary readers raise KeyboardInterrupt (Ctrl-C) after ``count`` entries, counted over every
+    read (the build reads its sources twice: once to index the definitions cross-references point to)."""
     real = build_module.read_source
+    read = [0]
 
     def reader(spec, skips):
-        for number, entry in enumerate(real(spec, skips)):
-            if number == count:
+        for entry in real(spec, skips):
+            if read[0] == count:
                 raise KeyboardInterrupt
+            read[0] += 1
             yield entry
 
     monkeypatch.setattr(build_module, "read_source", reader)
@@ -236,7 +239,7 @@ def test_ctrl_c_says_what_was_kept_and_resume_finishes(tiny_model_dir, tmp_path,
     argv = ["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{_tsv(tmp_path, 200)}",
             "--out", str(tmp_path / "corpus")]
     monkeypatch.setattr(build_module, "CHUNK_ENTRIES", 32)
-    _interrupt_after(monkeypatch, 100)  # three chunks done
+    _interrupt_after(monkeypatch, 200 + 100)  # the index's pass, then three chunks done
     assert main(argv) == 130
     partial = tmp_path / "corpus.partial"
     assert capsys.readouterr().err.splitlines()[-1] == (f"defemb: interrupted; partial work kept in '{partial}'; "
@@ -246,8 +249,9 @@ def test_ctrl_c_says_what_was_kept_and_resume_finishes(tiny_model_dir, tmp_path,
     assert main([*argv, "--resume"]) == 0 and not partial.exists() and (tmp_path / "corpus" / "train.jsonl").exists()
 
 
-def test_ctrl_c_before_the_first_chunk_leaves_nothing(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    _interrupt_after(monkeypatch, 5)
+@pytest.mark.parametrize("entries", [5, 70])  # in the index's pass; in the build's, before a chunk is full
+def test_ctrl_c_before_the_first_chunk_leaves_nothing(tiny_model_dir, tmp_path, monkeypatch, capsys, entries):
+    _interrupt_after(monkeypatch, entries)
     assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{_tsv(tmp_path)}",
                  "--out", str(tmp_path / "corpus")]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "defemb: interrupted; no output was written"
