@@ -20,6 +20,7 @@ from safetensors.torch import save_model
 
 from defemb.cli import main
 from defemb.config import TrainConfig
+from defemb.errors import DefembError
 from defemb.frequency import rank_tokens
 from defemb.method.masking import Vocabulary, corrupt_encoder, definition_first, sentinel_seq2seq
 from defemb.method.train import train
@@ -239,6 +240,46 @@ def test_the_warm_start_reads_ridge_examples_prompts(tiny_model_dir, tmp_path, o
     assert len(seen) == 5 < len(trainer.train_records) and seen != trainer.train_records[:5]
 
 
+def test_token_weights_match_a_slow_count():
+    from defemb.method.train import token_weights
+
+    records = [{"input_ids": [0, 5, 6, 5, 9], "word_positions": [[1], [3]]},  # 9 is in the text, not a target
+               {"input_ids": [0, 6, 7], "word_positions": [[1, 2]]}, {"input_ids": [0, 5], "word_positions": [[1]]}]
+    targets = [5, 5, 6, 7, 5]
+    for gamma in (0.0, 0.5, 1.0):
+        weights = token_weights(records, 10, gamma).numpy()
+        raw = {t: targets.count(t) ** -gamma for t in set(targets)}
+        scale = sum(raw[t] for t in targets) / len(targets)
+        for t in range(10):
+            assert weights[t] == pytest.approx(raw[t] / scale if t in raw else 1.0)
+        assert np.mean([weights[t] for t in targets]) == pytest.approx(1.0)  # positions' mean weight 1
+    assert token_weights(records, 10, 1.0)[7] == pytest.approx(3 * token_weights(records, 10, 1.0)[5])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_the_loss_weighs_each_position_by_its_token(tiny_model_dir, tmp_path, one_thread, gamma):
+    """`--token-weight γ`: Eq. 5's loss (per prompt the mean over its positions, summed over prompts) with each
+    position's squared error times its token's weight, recomputed with loops on one batch."""
+    from defemb.method.train import Trainer, token_weights
+
+    model, corpus = _synonym_setting(tiny_model_dir, "bert", tmp_path)
+    lines = (corpus / "train.jsonl").read_text().splitlines(keepends=True)
+    (corpus / "train.jsonl").write_text("".join(lines[:4] * 3 + lines))  # 4 prompts for some words, 1 for most
+    trainer = Trainer(TrainConfig(model=str(model), corpus=str(corpus), steps=1, token_weight=gamma), tmp_path / "run")
+    batch = trainer._examples(trainer.train_records[:16], torch.Generator().manual_seed(0))
+    predictions = torch.randn(len(batch.targets), trainer.targets.shape[1], generator=torch.Generator().manual_seed(1))
+    loss, _ = trainer._loss(predictions, batch)
+    weights = token_weights(trainer.train_records, trainer.targets.shape[0], gamma)
+    expected = 0.0
+    for row in range(batch.input_ids.shape[0]):
+        at = [i for i in range(len(batch.targets)) if int(batch.rows[i]) == row]
+        errors = [float(weights[batch.targets[i]]) * float(((predictions[i] - trainer.targets[batch.targets[i]]) ** 2
+                                                             ).sum()) for i in at]
+        expected += sum(errors) / max(len(errors), 1)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert bool(weights.max() > 3 * weights.min()) is (gamma == 1.0)  # repeated words weigh a quarter
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, corpora, tmp_path, capsys):
     out = tmp_path / "run"
@@ -314,6 +355,7 @@ DUMPING_TRAIN = """
 import json, sys
 from safetensors.torch import save_model
 from defemb.config import TrainConfig
+from defemb.errors import DefembError
 from defemb.method import train as T
 
 def dump(self, early_stop, finish=T.Trainer.finish):  # every rank writes the weights it ends with
@@ -459,3 +501,9 @@ def test_the_contrast_term_teaches_which_row(tiny_model_dir, tmp_path, one_threa
     # measured: contrast 8.13 without the term, 4.39 with it (12.97 at the warm start); top-10 share 0.20 vs 0.51
     assert last[1.0]["valid_contrast"] < 0.7 * last[0.0]["valid_contrast"]
     assert last[1.0]["valid_top10"] > last[0.0]["valid_top10"] + 0.15
+
+
+@pytest.mark.parametrize("gamma", [-0.5, 1.5, float("nan")])
+def test_token_weight_outside_0_1_is_refused(gamma):
+    with pytest.raises(DefembError, match="--token-weight must be in"):
+        TrainConfig(model="m", corpus="c", token_weight=gamma)

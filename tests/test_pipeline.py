@@ -22,7 +22,8 @@ from defemb.models import get_table, load_model
 from defemb.pipeline import DECODER_PRESETS, PIPELINE_PRESETS, PipelinePreset, run_pipeline
 from test_extend import expected_row
 
-TEST_PRESET = PipelinePreset(steps=20, warmup=1, tokens=1024, eval_every=10, alpha=50.0, contrast=0.5)
+TEST_PRESET = PipelinePreset(steps=20, warmup=1, tokens=1024, eval_every=10, alpha=50.0, contrast=0.5,
+                             token_weight=0.25)
 WORDS = ["park", "garden", "station", "market", "city", "river", "office", "library", "green"]
 
 
@@ -95,7 +96,8 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     assert "Extension: new tokens and their nearest old tokens" in page and "gardenpark" in page
     replaced = (out / "model" / "replaced.tsv").read_text().splitlines()
     assert len(replaced) > 1
-    assert json.loads((out / "train" / "config.json").read_text())["contrast"] == 0.5  # the preset's, passed on
+    trained = json.loads((out / "train" / "config.json").read_text())
+    assert (trained["contrast"], trained["token_weight"]) == (0.5, 0.25)  # the preset's, passed on
     written = json.loads((out / "model" / "defemb.json").read_text())
     assert written["numbers"] == "within" and written["spread"] == "directions"  # the paper's rule, calibrated
     assert "`replace --numbers all`" in report  # the all-numbers variant is measured beside it

@@ -172,6 +172,9 @@ class TrainConfig:
     contrast: float = field(default=0.0, metadata={"help": "weight of a term that asks the prediction to pick its own "
                                                    "row out of the whole table (cosine softmax); 0 = the paper's "
                                                    "squared error alone"})
+    token_weight: float = field(default=0.0, metadata={"help": "γ: each predicted position weighs n^-γ, n = the "
+                                                       "training positions of its token (0 = the paper's, per "
+                                                       "position; 1 = every token alike)"})
     steps: int | None = None
     warmup: int | None = None
     tokens: int | None = field(default=None, metadata={"help": "token budget per batch (padded tokens)"})
@@ -207,6 +210,8 @@ class TrainConfig:
             raise DefembError(f"--contrast must be a number ≥ 0 (got {self.contrast})")
         if self.contrast and self.objective != "mimic":
             raise DefembError("--contrast adds to the mimicking loss; it does not apply to --objective lm")
+        if not 0 <= self.token_weight <= 1:
+            raise DefembError(f"--token-weight must be in [0, 1] (got {self.token_weight})")
         if self.head not in HEADS:
             raise DefembError(f"unknown --head '{self.head}'; choose one of {', '.join(HEADS)}")
         if self.table == "output":

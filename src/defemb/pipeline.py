@@ -52,6 +52,7 @@ class PipelinePreset:
     aggregate: str = "mean"  # `embed`: a row as the mean over up to 5 prompts, or "first" (one pass per row)
     gradient_checkpointing: bool = False  # less memory, ~12 % more step time (docs/benchmarks.md)
     contrast: float = 0.0  # `train --contrast`: weight of the term that asks each prediction to pick its own row
+    token_weight: float = 0.0  # `train --token-weight`: γ, each position weighs n^-γ (n: its token's positions)
 
 
 PIPELINE_PRESETS = {
@@ -172,7 +173,8 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
                                  warmup=settings.warmup, tokens=settings.tokens, eval_every=settings.eval_every,
                                  save_every=settings.eval_every, lr=settings.lr, max_valid=settings.max_valid,
                                  ridge_examples=settings.ridge_examples, bf16=bf16, seed=seed,
-                                 gradient_checkpointing=settings.gradient_checkpointing, contrast=settings.contrast)
+                                 gradient_checkpointing=settings.gradient_checkpointing, contrast=settings.contrast,
+                                 token_weight=settings.token_weight)
             train(config, paths["train"])
     config = replace_config(model, emb, paths["corpus"], settings.alpha, ranking)
     if stage("embed", emb.exists()):

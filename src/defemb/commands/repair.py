@@ -35,9 +35,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         if not (args.model and args.corpus and args.out):
             raise DefembError("defemb train needs MODEL, --corpus and --out (or --resume RUN_DIR)")
-        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "head", "contrast", "steps", "warmup",
-                                               "tokens", "lr", "head_lr_scale", "schedule", "grad_accum", "eval_every",
-                                               "save_every", "max_valid", "ridge_examples", "patience",
+        fields = {k: getattr(args, k) for k in ("preset", "table", "objective", "head", "contrast", "token_weight",
+                                               "steps", "warmup", "tokens", "lr", "head_lr_scale", "schedule",
+                                               "grad_accum", "eval_every", "save_every", "max_valid",
+                                               "ridge_examples", "patience",
                                                "train_embeddings", "bf16", "gradient_checkpointing", "device", "seed",
                                                "trust_remote_code")}
         if args.no_warm_start:
@@ -108,6 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", default="mimic", help="mimic | lm (the paper's w/o-mimicking ablation)")
     p.add_argument("--head", default="band", choices=["band", "single"], help="band: W plus a correction per "
                    "frequency band of the token (default); single: the paper's one W")
+    p.add_argument("--token-weight", type=float, default=0.0, help="γ: each predicted position weighs n^-γ, n = the "
+                   "training positions of its token (0, the paper's: per position; 1: every token alike)")
     p.add_argument("--contrast", type=float, default=0.0, help="weight β of a term that asks each prediction to pick "
                    "its own row among all the table's rows (cosine around the mean row, softmax at τ 0.05), added to "
                    "the squared error; 0 (default) = the paper's loss")

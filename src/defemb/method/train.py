@@ -151,6 +151,8 @@ class Trainer:
                 raise DefembError(f"corpus '{config.corpus}' has no {split} records; rebuild it with `defemb corpus "
                                   "build` (--valid-percent above 0)")
         self.lengths = np.array([len(r["input_ids"]) for r in self.train_records])
+        self.position_weight = token_weights(self.train_records, self.targets.shape[0], config.token_weight
+                                             ).to(self.device)
         batches = len(batch_plan(self.lengths, config.tokens, config.seed, 0))  # the same count every epoch
         if batches < self.world:  # a rank without a batch would wait for the others forever
             raise DefembError(f"the corpus makes {batches} batch(es) of --tokens {config.tokens} per epoch, fewer "
@@ -221,7 +223,7 @@ class Trainer:
         if self.config.objective == "lm":
             loss_each = torch.nn.functional.cross_entropy(predictions @ self.targets.T, batch.targets, reduction="none")
         else:
-            loss_each = squared
+            loss_each = squared * self.position_weight[batch.targets]
             if self.config.contrast:
                 loss_each = loss_each + self.config.contrast * contrast_loss(predictions, batch.targets, self.targets)
         # per prompt: mean over its predicted positions; then summed over the batch (Eq. 5)
@@ -494,6 +496,19 @@ def by_band(squared: torch.Tensor, token_ids: torch.Tensor, token_bands: np.ndar
         mask = torch.from_numpy(bands == band)
         out[f"{name}_{band}"] = float(squared[mask].mean()) if bool(mask.any()) else float("nan")
     return out
+
+
+def token_weights(records: list[dict], vocab_size: int, gamma: float) -> torch.Tensor:
+    """Weight of a predicted position by its target token: n_t^-γ, n_t = the token's predicted positions in
+    ``records``, scaled so the positions' mean weight is 1 (γ = 0: every position 1, the paper's loss). (V,)"""
+    counts = np.zeros(vocab_size)
+    for record in records:
+        for group in record["word_positions"]:
+            np.add.at(counts, [record["input_ids"][p] for p in group], 1)
+    weights = np.where(counts > 0, np.maximum(counts, 1) ** -gamma, 0.0)
+    if counts.sum():
+        weights /= (weights * counts).sum() / counts.sum()
+    return torch.from_numpy(np.where(counts > 0, weights, 1.0)).float()
 
 
 def head_maps(head: str, token_bands: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
