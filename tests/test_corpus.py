@@ -239,7 +239,9 @@ def test_ctrl_c_says_what_was_kept_and_resume_finishes(tiny_model_dir, tmp_path,
     argv = ["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{_tsv(tmp_path, 200)}",
             "--out", str(tmp_path / "corpus")]
     monkeypatch.setattr(build_module, "CHUNK_ENTRIES", 32)
-    _interrupt_after(monkeypatch, 200 + 100)  # the index's pass, then three chunks done
+    source = _tsv(tmp_path, 200)
+    entries = sum(1 for _ in build_module.read_source(f"tsv:{source}", SkipLog()))
+    _interrupt_after(monkeypatch, 2 * entries + 100)  # the index's two passes, then three chunks done
     assert main(argv) == 130
     partial = tmp_path / "corpus.partial"
     assert capsys.readouterr().err.splitlines()[-1] == (f"defemb: interrupted; partial work kept in '{partial}'; "
@@ -249,7 +251,7 @@ def test_ctrl_c_says_what_was_kept_and_resume_finishes(tiny_model_dir, tmp_path,
     assert main([*argv, "--resume"]) == 0 and not partial.exists() and (tmp_path / "corpus" / "train.jsonl").exists()
 
 
-@pytest.mark.parametrize("entries", [5, 70])  # in the index's pass; in the build's, before a chunk is full
+@pytest.mark.parametrize("entries", [5, 70, 140])  # in the index's passes; in the build's, before a chunk is full
 def test_ctrl_c_before_the_first_chunk_leaves_nothing(tiny_model_dir, tmp_path, monkeypatch, capsys, entries):
     _interrupt_after(monkeypatch, entries)
     assert main(["corpus", "build", "--tokenizer", str(tiny_model_dir("bert")), "--source", f"tsv:{_tsv(tmp_path)}",

@@ -11,7 +11,7 @@ from defemb.cli import main
 from defemb.config import CorpusConfig
 from defemb.corpus.build import build_corpus
 from defemb.dictionaries import Entry
-from defemb.dictionaries.references import definition_index, reference_target, resolve
+from defemb.dictionaries.references import definition_index, reference_target, referenced_words, resolve
 from defemb.errors import DefembError
 
 
@@ -47,7 +47,12 @@ def test_resolve_gives_the_target_s_definition_of_the_same_part_of_speech():
         Entry("abraid", "verb", "Same as Abrayd.", "t", "t:7"),  # a reference to a reference stays
     ]
     counts: Counter[str] = Counter()
-    out = list(resolve(entries, definition_index(entries), counts))
+    wanted = referenced_words(entries)
+    assert wanted == {"abnet", "abb", "abraid", "abrayd"}
+    index = definition_index(entries, wanted)
+    assert set(index) == {"abnet"}  # "abb" has only a reference, "abraid" only a reference to a reference
+    assert index == {k: v for k, v in definition_index(entries).items() if k in wanted}
+    out = list(resolve(entries, index, counts))
     assert [e.definition for e in out] == ["To gird.", "The girdle of a Jewish priest.",
                                            "The girdle of a Jewish priest.", "To gird.", "See Abb.", "See Abraid.",
                                            "Same as Abrayd."]

@@ -25,7 +25,7 @@ from defemb.config import CorpusConfig
 from defemb.corpus.align import span_positions
 from defemb.corpus.prompts import build_prompt
 from defemb.dictionaries import Entry, SkipLog, number_entries, read_source
-from defemb.dictionaries.references import definition_index, resolve
+from defemb.dictionaries.references import definition_index, referenced_words, resolve
 from defemb.errors import DefembError
 from defemb.models import load_tokenizer, plain_backend, tokenizer_kind, vocabulary_hash
 from defemb.outputs import atomic_dir, check_writable, write_json_atomic, write_text_atomic
@@ -74,7 +74,10 @@ def entries(config: CorpusConfig, tok: Tokenizing, skips: SkipLog, references: C
     specs = [*config.sources, *([f"entities:{config.entities}"] if config.entities else [])]
     streams: list[Iterable[Entry]] = [read_source(spec, skips) for spec in specs]
     if config.references == "resolve" and specs:
-        index = definition_index(itertools.chain.from_iterable(read_source(s, SkipLog()) for s in specs))
+        def again() -> Iterator[Entry]:  # the same entries, skips not counted twice
+            return itertools.chain.from_iterable(read_source(spec, SkipLog()) for spec in specs)
+
+        index = definition_index(again(), referenced_words(again()))
         streams = [resolve(itertools.chain.from_iterable(streams), index, references)]
     if config.numbers:
         vocab = sorted(tok.tokenizer.get_vocab().items(), key=lambda item: item[1])

@@ -1,11 +1,13 @@
 """Cross-references resolved to the definition they point to.
 
-GCIDE defines about 4,800 words only by pointing elsewhere: "abanet: See Abnet.", "abiogeny: Same as
+GCIDE has about 6,200 definitions that only point elsewhere: "abanet: See Abnet.", "abiogeny: Same as
 Abiogenesis.", "highth: Variant of Height." Such a prompt says nothing about the word, so the predictor
 learns its row from nothing and `embed` reads it from nothing. `resolve` gives the entry the first
 definition of the word it points to (one of the same part of speech when there is one), found by
-`definition_index` in a first pass over the same sources. The entry keeps its word and part of speech,
-and its location says where the text came from: ``gcide:words_A.json:abanet (see Abnet)``.
+`definition_index` in two passes over the same sources before the build: one lists the words that
+references name (`referenced_words`), one keeps their definitions, so memory grows with the referenced
+words, not with the dictionary. The entry keeps its word and part of speech, and its location says where
+the text came from: ``gcide:words_A.json:abanet (see Abnet)``.
 
 A reference is kept as it is when its target has no definition of its own (a reference to a reference,
 a target outside the dictionary) or is the word itself. Only a whole definition that is a reference
@@ -36,12 +38,19 @@ def reference_target(definition: str) -> str | None:
     return target if 0 < len(target) <= MAX_TARGET_CHARS else None
 
 
-def definition_index(entries: Iterable[Entry]) -> dict[str, list[tuple[str, str]]]:
-    """Casefolded headword -> its (part of speech, definition) pairs that are not references, in order."""
+def referenced_words(entries: Iterable[Entry]) -> set[str]:
+    """The casefolded headwords that some entry's definition points to."""
+    return {target.casefold() for entry in entries if (target := reference_target(entry.definition))}
+
+
+def definition_index(entries: Iterable[Entry], wanted: set[str] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """Casefolded headword (of ``wanted`` only, when given) -> its (part of speech, definition) pairs that are
+    not references, in order."""
     index: dict[str, list[tuple[str, str]]] = {}
     for entry in entries:
-        if reference_target(entry.definition) is None:
-            index.setdefault(entry.word.casefold(), []).append((entry.pos, entry.definition))
+        word = entry.word.casefold()
+        if (wanted is None or word in wanted) and reference_target(entry.definition) is None:
+            index.setdefault(word, []).append((entry.pos, entry.definition))
     return index
 
 
