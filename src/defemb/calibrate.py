@@ -8,7 +8,7 @@ cosine ≈ 0.98 among each other). Four measured corrections, each a pure functi
 pretrained rows, fitted by ridge on every row that has both. The predictor was trained per *position*
 (every prompt a token occurs in, frequent tokens far more often) and writes per *token* the mean of up
 to five prompts; the map that is best for those averaged rows is not the identity (MiniLM, 200 steps:
-it removes a further 4–6 % of each band's mean-row error and roughly doubles the share of rows whose own
+it removes a further 2–6 % of each band's mean-row error and roughly doubles the share of rows whose own
 pretrained row is among their 10 nearest). It is *cross-fitted*: the rows are split into `REFIT_FOLDS`
 folds, and each row is mapped by the map fitted on the other folds, so no row's own pretrained row
 enters what is written into it. The ridge penalty is chosen from `REFIT_PENALTIES` (times the mean
