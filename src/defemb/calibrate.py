@@ -129,22 +129,29 @@ def calibrate_bands(old: np.ndarray, new: np.ndarray, bands: np.ndarray, mode: s
     return out
 
 
-def _fold_maps(old: np.ndarray, new: np.ndarray, fold: np.ndarray) -> list:
-    """Per fold k, the held-out rows and a function c ↦ their ridge-mapped rows (fitted on the other folds)."""
-    maps = []
-    for k in np.unique(fold):
-        fit = fold != k
+@dataclass
+class _FoldFit:
+    """One fold's ridge fit from a single SVD of the other folds' centred rows, for any penalty."""
+
+    held: np.ndarray  # (n,) bool: the rows this fold maps
+    coordinates: np.ndarray  # (m, r) held rows, centred by the fit rows' mean, in the right singular basis
+    singular: np.ndarray  # (r,)
+    projected: np.ndarray  # (r, h) Uᵀ · centred targets of the fit rows
+    target_mean: np.ndarray  # (h,)
+    unit: float  # mean eigenvalue of the centred Gram matrix (1 when the rows are all equal)
+
+    @classmethod
+    def fit(cls, old: np.ndarray, new: np.ndarray, held: np.ndarray) -> _FoldFit:
+        fit = ~held
         mean_x, mean_y = new[fit].mean(axis=0), old[fit].mean(axis=0)
-        u, s, vt = np.linalg.svd(new[fit] - mean_x, full_matrices=False)  # ridge for every λ from one SVD
-        projected_targets = u.T @ (old[fit] - mean_y)  # (r, h)
-        held = (new[~fit] - mean_x) @ vt.T  # (m, r)
-        unit = (s ** 2).sum() / new.shape[1] or 1.0  # mean eigenvalue of the centred Gram matrix (0: rows all equal)
+        u, s, vt = np.linalg.svd(new[fit] - mean_x, full_matrices=False)
+        return cls(held, (new[held] - mean_x) @ vt.T, s, u.T @ (old[fit] - mean_y), mean_y,
+                   (s ** 2).sum() / new.shape[1] or 1.0)
 
-        def mapped(c: float, s=s, held=held, projected_targets=projected_targets, mean_y=mean_y, unit=unit):
-            return (held * (s / (s ** 2 + c * unit))) @ projected_targets + mean_y
-
-        maps.append((~fit, mapped))
-    return maps
+    def rows(self, penalty: float) -> np.ndarray:
+        """The held rows mapped by the ridge fit with λ = penalty × unit. # (m, h)"""
+        s = self.singular
+        return (self.coordinates * (s / (s ** 2 + penalty * self.unit))) @ self.projected + self.target_mean
 
 
 def refit_rows(old: np.ndarray, new: np.ndarray, folds: int = REFIT_FOLDS,
@@ -156,15 +163,12 @@ def refit_rows(old: np.ndarray, new: np.ndarray, folds: int = REFIT_FOLDS,
                           f"with a definition row (got {len(new)})")
     old64, new64 = old.astype(np.float64), new.astype(np.float64)
     fold = np.random.default_rng(seed).permutation(len(new)) % folds
-    maps = _fold_maps(old64, new64, fold)
-    errors = np.zeros(len(penalties))
-    for held, mapped in maps:
-        for j, c in enumerate(penalties):
-            errors[j] += ((mapped(c) - old64[held]) ** 2).sum()
+    fits = [_FoldFit.fit(old64, new64, fold == k) for k in range(folds)]
+    errors = [sum(((f.rows(c) - old64[f.held]) ** 2).sum() for f in fits) for c in penalties]
     best = penalties[int(np.argmin(errors))]
     rows = np.empty_like(new64)
-    for held, mapped in maps:
-        rows[held] = mapped(best)
+    for f in fits:
+        rows[f.held] = f.rows(best)
     notes = {"penalty": best, "folds": folds, "error_definition": float(((new64 - old64) ** 2).sum(axis=1).mean()),
              "error_refit": float(((rows - old64) ** 2).sum(axis=1).mean())}
     return rows.astype(new.dtype), notes

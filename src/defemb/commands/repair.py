@@ -13,8 +13,7 @@ def cmd_replace(args: argparse.Namespace) -> None:
     config = ReplaceConfig(
         args.model, args.embeddings, task_data=args.task_data or [], alpha=args.alpha, all_tokens=args.all_tokens,
         select=args.select, blend=args.blend, spread=args.spread, refit=args.refit, numbers=args.numbers,
-        ranking=args.ranking,
-        table=args.table, trust_remote_code=args.trust_remote_code,
+        ranking=args.ranking, table=args.table, trust_remote_code=args.trust_remote_code,
     )
     summary = replace(config, args.out, args.force)
     blend = summary["blend"]

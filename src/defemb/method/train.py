@@ -501,14 +501,14 @@ def by_band(squared: torch.Tensor, token_ids: torch.Tensor, token_bands: np.ndar
 def token_weights(records: list[dict], vocab_size: int, gamma: float) -> torch.Tensor:
     """Weight of a predicted position by its target token: n_t^-γ, n_t = the token's predicted positions in
     ``records``, scaled so the positions' mean weight is 1 (γ = 0: every position 1, the paper's loss). (V,)"""
-    counts = np.zeros(vocab_size)
-    for record in records:
-        for group in record["word_positions"]:
-            np.add.at(counts, [record["input_ids"][p] for p in group], 1)
-    weights = np.where(counts > 0, np.maximum(counts, 1) ** -gamma, 0.0)
-    if counts.sum():
-        weights /= (weights * counts).sum() / counts.sum()
-    return torch.from_numpy(np.where(counts > 0, weights, 1.0)).float()
+    targets = [record["input_ids"][p] for record in records for group in record["word_positions"] for p in group]
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=vocab_size).astype(np.float64)
+    seen = counts > 0
+    weights = np.ones(vocab_size)
+    weights[seen] = counts[seen] ** -gamma
+    if seen.any():
+        weights[seen] /= (weights * counts).sum() / counts.sum()
+    return torch.from_numpy(weights).float()
 
 
 def head_maps(head: str, token_bands: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
