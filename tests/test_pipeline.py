@@ -77,10 +77,13 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     model = str(tiny_model_dir("bert"))
     out = tmp_path / "pipeline"
-    dictionary = _dictionary(tmp_path)
-    with open(dictionary, "a", encoding="utf-8") as handle:
-        handle.write("".join(f"{w}\tnoun\t{d}\n" for w, d in NEW.items()))
-    report = run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
+    # two dictionaries: the new words are defined only in the second, so both the corpus and the extension
+    # must read every source
+    extra = tmp_path / "extra.tsv"
+    extra.write_text("".join(f"{w}\tnoun\t{d}\n" for w, d in NEW.items()), encoding="utf-8")
+    sources = [f"tsv:{_dictionary(tmp_path)}", f"tsv:{extra}"]
+    report = run_pipeline(out, preset="test", model=model, sources=sources)
+    assert json.loads((out / "corpus" / "config.json").read_text())["sources"] == sources
     for name in ("before/report.html", "corpus/train.jsonl", "train/head.safetensors", "definitions.safetensors",
                  "model/replaced.tsv", "after/report.html", "before_after.md", "report.html", "extended/added.tsv"):
         assert (out / name).exists(), name
@@ -105,11 +108,11 @@ def test_pipeline_runs_and_continues(tiny_model_dir, tmp_path, monkeypatch, caps
     after = json.loads((out / "after" / "analysis.json").read_text())["bands"]["rare"]["isotropy"]
     assert before != after  # rare rows were replaced
     capsys.readouterr()
-    run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
+    run_pipeline(out, preset="test", model=model, sources=sources)
     assert capsys.readouterr().out.count("already done, skipped") == 10
     # a stage redone (its output folder removed) makes the before | after page stale: it is rebuilt
     shutil.rmtree(out / "after")
-    run_pipeline(out, preset="test", model=model, source=f"tsv:{dictionary}")
+    run_pipeline(out, preset="test", model=model, sources=sources)
     printed = capsys.readouterr().out
     assert "analyze (after): running" in printed and "report (before | after): running" in printed
 
@@ -124,7 +127,7 @@ def test_decoder_preset_embeds_only_the_rows_it_replaces(tiny_model_dir, tmp_pat
                                                                      gradient_checkpointing=True, contrast=0.0))
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     model, out = str(tiny_model_dir("gpt2")), tmp_path / "pipeline"
-    report = run_pipeline(out, preset="test", model=model, source=f"tsv:{_dictionary(tmp_path)}")
+    report = run_pipeline(out, preset="test", model=model, sources=[f"tsv:{_dictionary(tmp_path)}"])
     trained = json.loads((out / "train" / "config.json").read_text())
     assert (trained["lr"], trained["max_valid"], trained["ridge_examples"], trained["contrast"]) == (3e-4, 7, 9, 0.0)
     assert trained["gradient_checkpointing"]
@@ -146,7 +149,8 @@ def test_pipeline_says_when_no_word_can_be_added(tiny_model_dir, tmp_path, monke
                                                                  alpha=50.0))
     monkeypatch.setenv("DEFEMB_DATA", str(_similarity_data(tmp_path)))
     out = tmp_path / "pipeline"
-    report = run_pipeline(out, preset="test", model=str(tiny_model_dir("bert")), source=f"tsv:{_dictionary(tmp_path)}")
+    report = run_pipeline(out, preset="test", model=str(tiny_model_dir("bert")),
+                          sources=[f"tsv:{_dictionary(tmp_path)}"])
     assert "No word to add" in report and not (out / "extended").exists()
     assert json.loads((out / "extended.json").read_text())["no_definition"] == 2
 

@@ -51,12 +51,12 @@ def word_list(sets: Path | None) -> list[str]:
     return [w for w in top_n_list("en", high)[low:] if w.isalpha()]
 
 
-def run_extension(out: Path, model: str, run: Path, source: str, sets: Path | None) -> dict:
+def run_extension(out: Path, model: str, run: Path, sources: list[str], sets: Path | None) -> dict:
     """Write ``OUT/extended`` (or, when no word qualifies, ``OUT/extended.json`` saying so); returns the
     summary of `defemb extend`."""
     words_file = out / "extend_words.txt"
     write_text_atomic(words_file, "".join(f"{w}\n" for w in word_list(sets)))
-    config = ExtendConfig(model=model, run=str(run), words=str(words_file), sources=[source], max_words=MAX_WORDS)
+    config = ExtendConfig(model=model, run=str(run), words=str(words_file), sources=sources, max_words=MAX_WORDS)
     plan = plan_extension(config, load_tokenizer(model))  # read the sources once, for both outcomes
     if not plan.words:
         summary = {**plan.counts(), "no_definition_words": plan.undefined}

@@ -16,6 +16,7 @@ import gc
 import json
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -131,19 +132,22 @@ def release_memory() -> None:
         pass
 
 
-def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "minilm", source: str = "gcide",
-                 ranking: str | None = None, seed: int = 0) -> str:
-    """Run (or continue) every stage; returns the before/after Markdown."""
+def run_pipeline(out: str | Path, preset: str = "quickstart", model: str = "minilm",
+                 sources: Sequence[str] = ("gcide",), ranking: str | None = None, seed: int = 0) -> str:
+    """Run (or continue) every stage; returns the before/after Markdown. ``sources``: dictionary specs, as in
+    `corpus build` (the corpus and the new words' definitions are read from all of them)."""
     settings = pipeline_preset(preset, config_kind(model))
+    if not sources:
+        raise DefembError("`defemb run` needs at least one dictionary source")
     try:
-        return _run_stages(Path(out), settings, model, source, ranking, seed)
+        return _run_stages(Path(out), settings, model, list(sources), ranking, seed)
     except KeyboardInterrupt as exc:
         # A stage's own note names its own flags (--resume); here rerunning the same command continues.
         exc.__notes__ = [f"finished stages are kept in '{out}'; rerun the same `defemb run` command to continue"]
         raise
 
 
-def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ranking: str | None,
+def _run_stages(out: Path, settings: PipelinePreset, model: str, sources: list[str], ranking: str | None,
                 seed: int) -> str:
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("before", "corpus", "train", "after", "model", "extended",
@@ -160,7 +164,7 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
     if stage("analyze (before)", (paths["before"] / "analysis.json").exists()):
         write_analysis(analysis(model), paths["before"])
     if stage("corpus", (paths["corpus"] / "stats.json").exists()):
-        build_corpus(CorpusConfig(tokenizer=model, sources=[source]), paths["corpus"], force=False,
+        build_corpus(CorpusConfig(tokenizer=model, sources=sources), paths["corpus"], force=False,
                      resume=(out / "corpus.partial").exists())
     if stage("train", (paths["train"] / "head.safetensors").exists()):
         if interrupted(paths["train"]):
@@ -189,7 +193,7 @@ def _run_stages(out: Path, settings: PipelinePreset, model: str, source: str, ra
     sets = similarity_sets()
     if stage("extend (words the vocabulary splits)", (paths["extended"] / "added.tsv").exists()
               or (out / SKIPPED).exists()):
-        run_extension(out, model, paths["train"], source, sets)
+        run_extension(out, model, paths["train"], sources, sets)
     if sets is not None and (paths["extended"] / "added.tsv").exists() and stage(
             "word similarity of the new tokens", (paths["wordsim_added"] / "definitionemb").exists()):
         score_extension(paths["extended"], sets, paths["wordsim_added"])

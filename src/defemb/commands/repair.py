@@ -66,8 +66,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from defemb.pipeline import run_pipeline
 
-    print(run_pipeline(args.out, preset=args.preset, model=args.model, source=args.source, ranking=args.ranking,
-                       seed=args.seed))
+    print(run_pipeline(args.out, preset=args.preset, model=args.model, sources=args.source or ["gcide"],
+                       ranking=args.ranking, seed=args.seed))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -155,7 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="defemb-run", help="pipeline directory (rerun the command to continue)")
     p.add_argument("--model", default="minilm", help="model to repair: minilm (default), smollm2, a dir, a .gguf "
                    "file or a hub name")
-    p.add_argument("--source", default="gcide", help="dictionary source spec (see corpus build)")
+    p.add_argument("--source", action="append", help="dictionary source spec, as in `corpus build` "
+                   "(repeatable: the corpus reads every one; default gcide)")
     p.add_argument("--ranking", help="index | wordfreq | corpus:PATH")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage")
     p.set_defaults(func=cmd_run)
