@@ -172,6 +172,21 @@ def test_prompts_of_the_tokens_own_headword_and_number_definitions_come_first():
     assert [r for r, _, _ in assign(records, tokens, 1)[3]] == [0]  # no headword of its own: the compound
 
 
+def test_dictionaries_take_turns_among_equally_preferred_prompts():
+    """Five senses from the first dictionary must not crowd out the second one's."""
+    tokens = ["[PAD]", "park", "garden"]
+    records = [{"word": "park", "source": "gcide", "location": f"gcide:{k}", "input_ids": [1], "word_positions": [[0]]}
+               for k in range(5)]
+    records += [{"word": "garden-park", "source": "tabular", "location": "t:1", "input_ids": [2, 1],
+                 "word_positions": [[0, 1]]},
+                {"word": "park", "source": "tabular", "location": "t:2", "input_ids": [1], "word_positions": [[0]]},
+                {"word": "park", "source": "tabular", "location": "t:3", "input_ids": [1], "word_positions": [[0]]}]
+    assert [r for r, _, _ in assign(records, tokens, 5)[1]] == [0, 6, 1, 7, 2]  # headwords, taking turns
+    assert [r for r, _, _ in assign(records, tokens, 8)[1]][-1] == 5  # the compound only after every headword
+    one_source = [dict(r, source="gcide") for r in records]
+    assert [r for r, _, _ in assign(one_source, tokens, 5)[1]] == [0, 1, 2, 3, 4]  # one source: corpus order
+
+
 
 
 

@@ -16,7 +16,7 @@ mean word-similarity ρ is 0.465 against 0.327 from the first prompt (docs/resul
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,14 +75,25 @@ def preference(record: dict, token: str) -> int:
 
 def assign(records: list[dict], tokens: list[str], max_prompts: int) -> dict[int, list[tuple[int, int, int]]]:
     """token id -> up to ``max_prompts`` (record, group, position) sources: preferred prompts first (see
-    `preference`), then corpus order; one source per prompt."""
+    `preference`); among equally preferred ones the dictionaries take turns (the first prompt from each
+    source, then the second from each, ...), so a second dictionary is read even where the first holds five
+    senses of the word; then corpus order. One source per prompt."""
     candidates: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     for r, record in enumerate(records):
         for g, p in predictable(record):
             token = record["input_ids"][p]
             if not candidates[token] or candidates[token][-1][1] != r:
                 candidates[token].append((preference(record, tokens[token]), r, g, p))
-    return {token: [src[1:] for src in sorted(found)[:max_prompts]] for token, found in candidates.items()}
+    chosen = {}
+    for token, found in candidates.items():
+        turns: Counter = Counter()
+        ranked = []
+        for rank, r, g, p in sorted(found):
+            source = (rank, records[r].get("source", ""))
+            ranked.append((rank, turns[source], r, g, p))
+            turns[source] += 1
+        chosen[token] = [src[2:] for src in sorted(ranked)[:max_prompts]]
+    return chosen
 
 
 def examples(records: list[dict], kind: str, wanted: set[tuple[int, int]], vocab: Vocabulary
