@@ -322,3 +322,17 @@ def test_senses_average_the_rows_predicted_from_each_definition(trained_run, tmp
     assert main(["extend", model, "--run", str(run), "--words", str(words), "--senses", "0", "--out",
                  str(tmp_path / "never")]) == 2
     assert "--senses must be at least 1" in capsys.readouterr().err
+
+
+def test_definitions_of_a_word_take_turns_across_dictionaries(tmp_path):
+    """Three senses from the first dictionary must not crowd out the second one's (limit 3)."""
+    from defemb.extend import find_definitions
+
+    first, second = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    first.write_text("".join(f"parkland\tnoun\tfirst {k}\n" for k in range(3)) + "Stile\tnoun\tcapital\n")
+    second.write_text("parkland\tnoun\tsecond 0\nparkland\tnoun\tsecond 1\nstile\tnoun\tlower\n")
+    found = find_definitions(["parkland", "Stile"], [f"tsv:{first}", f"tsv:{second}"], str, SkipLog(), limit=3)
+    assert [e.definition for e in found["parkland"]] == ["first 0", "second 0", "first 1"]
+    assert [e.definition for e in found["Stile"]] == ["capital"]  # as written first, before the lowercase
+    only_first = find_definitions(["parkland"], [f"tsv:{first}"], str, SkipLog(), limit=2)
+    assert [e.definition for e in only_first["parkland"]] == ["first 0", "first 1"]

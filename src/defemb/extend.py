@@ -36,7 +36,7 @@ import dataclasses
 import io
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +51,7 @@ from defemb.analysis.neighbours import nearest_neighbours
 from defemb.analysis.projection import printable
 from defemb.config import NEW_WORD_BAND, SENSES, CorpusConfig
 from defemb.corpus.build import Tokenizing, make_records
-from defemb.dictionaries import Entry, SkipLog, read_source
+from defemb.dictionaries import Entry, SkipLog, read_source, take_turns
 from defemb.embeddings import EMBEDDING_TABLES
 from defemb.errors import DefembError, check_text_file, quote
 from defemb.frequency import BANDS, encoder
@@ -216,18 +216,19 @@ def word_pieces(tokenizer, words: list[str]) -> list[list[int]]:
 
 def find_definitions(words: list[str], sources: list[str], normalise, skips: SkipLog, limit: int = 1
                      ) -> dict[str, list[Entry]]:
-    """The first ``limit`` definitions of every word (as written, else its lowercase) in the sources, in order."""
+    """Up to ``limit`` definitions of every word (as written, else its lowercase): the first of each source,
+    then the second of each, ... (`take_turns`)."""
     wanted, wanted_lower = set(words), {w.lower() for w in words}
-    exact: dict[str, list[Entry]] = {}
-    lower: dict[str, list[Entry]] = {}
+    exact: dict[str, dict[str, list[Entry]]] = defaultdict(dict)
+    lower: dict[str, dict[str, list[Entry]]] = defaultdict(dict)
     for spec in sources:
         for entry in read_source(spec, skips):
             key = normalise(entry.word)
-            if key in wanted and len(exact.setdefault(key, [])) < limit:
-                exact[key].append(entry)
-            if key.lower() in wanted_lower and len(lower.setdefault(key.lower(), [])) < limit:
-                lower[key.lower()].append(entry)
-    found = {w: exact.get(w) or lower.get(w.lower()) for w in words}
+            if key in wanted and len(exact[key].setdefault(spec, [])) < limit:
+                exact[key][spec].append(entry)
+            if key.lower() in wanted_lower and len(lower[key.lower()].setdefault(spec, [])) < limit:
+                lower[key.lower()][spec].append(entry)
+    found = {w: take_turns((exact.get(w) or lower.get(w.lower()) or {}).values(), limit) for w in words}
     return {w: [dataclasses.replace(e, word=w) for e in es] for w, es in found.items() if es}
 
 

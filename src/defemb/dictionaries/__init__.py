@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from defemb.dictionaries.entities import read_entities
-from defemb.dictionaries.entry import Entry, SkipLog
+from defemb.dictionaries.entry import Entry, SkipLog, take_turns
 from defemb.dictionaries.gcide import read_gcide
 from defemb.dictionaries.numbers import number_entries
 from defemb.dictionaries.tabular import read_tabular
@@ -29,6 +29,7 @@ __all__ = [
     "read_source",
     "read_tabular",
     "read_wiktionary",
+    "take_turns",
 ]
 
 SPECS = "gcide, gcide:DIR, gcide-examples[:DIR], wiktionary:PATH, tsv:PATH, jsonl:PATH, entities:PATH"

@@ -7,12 +7,23 @@ reason with its location, so a build over a multi-GB dump can finish and still s
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from defemb.errors import DefembError
 
 EXAMPLES_PER_REASON = 5
 EXCERPT_CHARS = 80
+T = TypeVar("T")
+
+
+def take_turns(groups: Iterable[list[T]], limit: int) -> list[T]:
+    """Up to ``limit`` items, the groups (one per dictionary) taking turns: the first of each, then the
+    second of each, ... So a second dictionary is read even where the first holds ``limit`` senses."""
+    groups = list(groups)
+    turns = [g[k] for k in range(max(map(len, groups), default=0)) for g in groups if k < len(g)]
+    return turns[:limit]
 
 
 @dataclass(frozen=True)
