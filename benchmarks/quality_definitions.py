@@ -9,7 +9,8 @@ some definition in CORPUS (a folder `corpus build` wrote), Spearman ρ of cosine
 mean over the sets (those with at least 20 such pairs), for:
 - the pretrained rows of those tokens (what `replace --all` should keep);
 - each EMB (a file `defemb embed` wrote; words without a row there are left out of every line, so all
-  lines score the same pairs);
+  lines score the same pairs), as written and as `replace --all --spread directions` writes it (the
+  spread map fitted per band on every row of the file);
 - the model's own sentence embedding of the definitions: the mean of the last hidden states over the
   definition text alone (the headword is not in it), averaged over up to ``--senses`` definitions with the
   dictionaries taking turns — what a sentence-embedding model like all-MiniLM-L6-v2 was trained to compare;
@@ -22,26 +23,30 @@ source (of those defining a fifth of the words) defines.
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from defemb.calibrate import fit_spread
 from defemb.dictionaries import take_turns
 from defemb.embeddings import load_embeddings
 from defemb.evaluation.wordsim import read_sets, spearman
-from defemb.method.data import load_records
+from defemb.frequency import rank_tokens
 from defemb.models import get_table, load_model
 from defemb.precision import cpu_name
 
 MIN_PAIRS = 20
 
 
-def definitions(corpus: str, words: set[str], senses: int, vocab_size: int) -> dict[str, dict[str, list[str]]]:
+def definitions(corpus: str, words: set[str], senses: int) -> dict[str, dict[str, list[str]]]:
     """word -> source -> its own headword's definitions (up to ``senses`` per source, corpus order)."""
     found: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for split in ("train", "valid"):
-        for record in load_records(corpus, split, vocab_size):
+        for line in open(Path(corpus) / f"{split}.jsonl", encoding="utf-8"):
+            record = json.loads(line)  # the whole record: `load_records` keeps only what training reads
             word = record["word"].casefold()
             if word in words and record["definition"] not in found[word][record["source"]]:
                 if len(found[word][record["source"]]) < senses:
@@ -70,6 +75,16 @@ def mean_sentences(loaded, groups: list[list[str]]) -> np.ndarray:
     sums = np.zeros((len(groups), vectors.shape[1]))
     np.add.at(sums, owner, vectors)
     return sums / np.array([len(g) for g in groups])[:, None]
+
+
+def spread_per_band(emb, E: np.ndarray, band_of: np.ndarray) -> np.ndarray:
+    """The file's rows with `replace`'s ``directions`` spread, fitted per band on all its rows. # (n, h)"""
+    rows = emb.embeddings.astype(np.float64)
+    bands = band_of[emb.token_ids]
+    for band in np.unique(bands):
+        at = bands == band
+        rows[at] = fit_spread(E[emb.token_ids[at]], rows[at], "directions")(rows[at])
+    return rows
 
 
 def cross_fitted_ridge(X: np.ndarray, Y: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -118,7 +133,7 @@ def main() -> None:
         ids = loaded.tokenizer(word, add_special_tokens=False)["input_ids"]
         if len(ids) == 1 and all(ids[0] in ids_of for ids_of in have):
             token_of[word.casefold()] = ids[0]
-    found = definitions(args.corpus, set(token_of), args.senses, E.shape[0])
+    found = definitions(args.corpus, set(token_of), args.senses)
     words = sorted(w for w in token_of if w in found)
     index = {w: k for k, w in enumerate(words)}
     ids = np.array([token_of[w] for w in words])
@@ -128,15 +143,18 @@ def main() -> None:
     print("| vectors | mean ρ | pairs | error ÷ mean row |\n|---|---|---|---|")
     base = ((Y - Y.mean(0)) ** 2).sum(1).mean()
     lines = [("pretrained rows", Y)]
+    band_of = rank_tokens(loaded.tokenizer, E.shape[0], None, loaded.tokenizer_kind).band_of(E.shape[0])
     for label, emb in rows.items():
-        where = {int(t): k for k, t in enumerate(emb.token_ids)}
-        lines.append((f"{label} (definition rows)", emb.embeddings[[where[t] for t in ids]].astype(np.float64)))
+        where = [{int(t): k for k, t in enumerate(emb.token_ids)}[t] for t in ids]
+        lines.append((f"{label}: definition rows", emb.embeddings[where].astype(np.float64)))
+        lines.append((f"{label}: definition rows, `--spread directions`", spread_per_band(emb, E, band_of)[where]))
     S = mean_sentences(loaded, [take_turns(found[w].values(), args.senses) for w in words])
     lines += [("sentence embedding of the definitions", S), ("ridge read-out of it (cross-fitted)",
                                                               cross_fitted_ridge(S, Y))]
     for label, vectors in lines:
         rho, pairs = mean_rho(sets, index, vectors)
-        error = ((Y - vectors) ** 2).sum(1).mean() / base if vectors.shape[1] == Y.shape[1] else float("nan")
+        in_row_space = not label.startswith("sentence")  # the hidden space is another space, even at equal width
+        error = ((Y - vectors) ** 2).sum(1).mean() / base if in_row_space else float("nan")
         print(f"| {label} | {rho:.3f} | {pairs} | {'–' if np.isnan(error) else f'{error:.3f}'} |")
     counts = defaultdict(int)
     for w in words:
@@ -150,7 +168,9 @@ def main() -> None:
         base_b = ((Yb - Yb.mean(0)) ** 2).sum(1).mean()
         print(f"\nOn the {len(both)} words every source defines:\n\n| vectors | mean ρ | pairs | ridge read-out: "
               "ρ | error ÷ mean row |\n|---|---|---|---|---|")
-        print(f"| pretrained rows | {mean_rho(sets, sub, Yb)[0]:.3f} | {mean_rho(sets, sub, Yb)[1]} | – | – |")
+        for label, vectors in lines[:-2]:
+            rho, pairs = mean_rho(sets, sub, vectors[[index[w] for w in both]])
+            print(f"| {label} | {rho:.3f} | {pairs} | – | – |")
         for label, pick in [(s, [s]) for s in sources] + [(" + ".join(sources), sources)]:
             Sb = mean_sentences(loaded, [take_turns([found[w][s] for s in pick], args.senses) for w in both])
             read = cross_fitted_ridge(Sb, Yb)
