@@ -2,9 +2,9 @@
 counting what it skips in a ``SkipLog``.
 
 CLI source specs (``read_source``): ``gcide`` (or ``gcide:DIR``), ``gcide-examples`` (usage examples in
-place of definitions: the paper's ablation), ``wiktionary:PATH``, ``tsv:PATH``,
-``jsonl:PATH`` and ``entities:PATH``. Numbers come from the tokenizer's vocabulary instead, through
-``number_entries``.
+place of definitions: the paper's ablation), ``wordnet`` (or ``wordnet:DIR``), ``wiktionary:PATH``,
+``tsv:PATH``, ``jsonl:PATH`` and ``entities:PATH``. Numbers come from the tokenizer's vocabulary instead,
+through ``number_entries``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from defemb.dictionaries.gcide import read_gcide
 from defemb.dictionaries.numbers import number_entries
 from defemb.dictionaries.tabular import read_tabular
 from defemb.dictionaries.wiktionary import read_wiktionary
+from defemb.dictionaries.wordnet import read_wordnet
 from defemb.errors import DefembError
 
 __all__ = [
@@ -29,10 +30,12 @@ __all__ = [
     "read_source",
     "read_tabular",
     "read_wiktionary",
+    "read_wordnet",
     "take_turns",
 ]
 
-SPECS = "gcide, gcide:DIR, gcide-examples[:DIR], wiktionary:PATH, tsv:PATH, jsonl:PATH, entities:PATH"
+SPECS = ("gcide, gcide:DIR, gcide-examples[:DIR], wordnet, wordnet:DIR, wiktionary:PATH, tsv:PATH, jsonl:PATH, "
+         "entities:PATH")
 
 
 def read_source(spec: str, skip: SkipLog) -> Iterator[Entry]:
@@ -40,6 +43,8 @@ def read_source(spec: str, skip: SkipLog) -> Iterator[Entry]:
     kind, _, arg = spec.partition(":")
     if kind in ("gcide", "gcide-examples"):
         return read_gcide(skip, arg or None, examples=kind == "gcide-examples")
+    if kind == "wordnet":
+        return read_wordnet(skip, arg or None)
     if kind not in ("wiktionary", "tsv", "jsonl", "entities") or not arg:
         raise DefembError(f"unknown dictionary source '{spec}'; use one of: {SPECS}")
     if not Path(arg).is_file():
