@@ -360,7 +360,8 @@ def test_read_source_specs(tmp_path: Path) -> None:
     path.write_text('{"word": "a", "definition": "b"}\n')
     assert [e.word for e in read_source(f"jsonl:{path}", SkipLog())] == ["a"]
     for spec, message in [
-        ("wordnet:x", "unknown dictionary source 'wordnet:x'"),
+        ("nosuch:x", "unknown dictionary source 'nosuch:x'"),
+        (f"wordnet:{tmp_path}", "is not a WordNet dict folder"),
         ("tsv", "unknown"),
         (f"tsv:{tmp_path}/nope.tsv", "nope.tsv' not found"),
         (f"gcide:{tmp_path}", "no GCIDE"),

@@ -18,7 +18,7 @@ from defemb.dictionaries.gcide import read_gcide
 from defemb.dictionaries.numbers import number_entries
 from defemb.dictionaries.tabular import read_tabular
 from defemb.dictionaries.wiktionary import read_wiktionary
-from defemb.dictionaries.wordnet import read_wordnet
+from defemb.dictionaries.wordnet import read_wordnet, wordnet_folder
 from defemb.errors import DefembError
 
 __all__ = [
@@ -44,7 +44,7 @@ def read_source(spec: str, skip: SkipLog) -> Iterator[Entry]:
     if kind in ("gcide", "gcide-examples"):
         return read_gcide(skip, arg or None, examples=kind == "gcide-examples")
     if kind == "wordnet":
-        return read_wordnet(skip, arg or None)
+        return read_wordnet(skip, str(wordnet_folder(arg or None)))  # a bad folder fails here, not when read
     if kind not in ("wiktionary", "tsv", "jsonl", "entities") or not arg:
         raise DefembError(f"unknown dictionary source '{spec}'; use one of: {SPECS}")
     if not Path(arg).is_file():
