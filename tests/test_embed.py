@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from defemb.cli import main
+from defemb.config import MAX_PROMPTS
 from defemb.embeddings import load_embeddings
 from defemb.errors import DefembError
 from defemb.method import embed as embed_module
@@ -301,13 +302,14 @@ def test_new_words_take_the_shared_map_and_runs_before_band_heads_their_one_w(ru
         load_run(old)
 
 
-def test_embed_averages_five_prompts_unless_told(runs, corpora, tmp_path):
-    """The default is the mean over up to 5 prompts (measured better on MiniLM's word similarity), from the
+def test_embed_averages_ten_prompts_unless_told(runs, corpora, tmp_path):
+    """The default is the mean over up to 10 prompts (measured better on MiniLM's word similarity), from the
     CLI and the library alike; the file says so."""
     run, corpus = runs("bert"), corpora("bert")
     assert main(["embed", str(run), "--corpus", str(corpus), "--out", str(tmp_path / "cli.safetensors")]) == 0
     embed(run, corpus, tmp_path / "lib.safetensors")
-    means = _embed(run, corpus, tmp_path / "mean.safetensors", aggregate="mean", max_prompts=5)
+    assert MAX_PROMPTS == 10
+    means = _embed(run, corpus, tmp_path / "mean.safetensors", aggregate="mean", max_prompts=MAX_PROMPTS)
     for name in ("cli", "lib"):
         table = load_embeddings(tmp_path / f"{name}.safetensors")
         assert table.metadata["aggregate"] == "mean"

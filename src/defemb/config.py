@@ -130,6 +130,9 @@ class CorpusConfig:
         return asdict(self)
 
 
+# Prompts `embed` averages per row by default. MiniLM + GCIDE, `replace --all --spread directions` word
+# similarity: 1 prompt 0.327, 5 0.467, 10 0.495, 20 0.486 (docs/results.md, issue 9's ninth and thirteenth parts).
+MAX_PROMPTS = 10
 SENSES = 5  # definitions averaged per new word (extend): 1 -> 5 raised new-word similarity 0.406 -> 0.535
 # The map a band head reads new words with: the shared W. On MiniLM (277 new words, mean rho on their pairs) the
 # shared W gave 0.530, the medium band's map 0.521, the frequent's 0.461 and the rare's 0.439: MiniLM's rare rows

@@ -50,7 +50,7 @@ class PipelinePreset:
     max_valid: int = 2000  # validation prompts per evaluation
     ridge_examples: int = 4096  # prompts the warm start fits W on
     embed_replaced_only: bool = False  # embed only the rows replace rebuilds (else every covered token)
-    aggregate: str = "mean"  # `embed`: a row as the mean over up to 5 prompts, or "first" (one pass per row)
+    aggregate: str = "mean"  # `embed`: a row as the mean over up to MAX_PROMPTS (10) prompts, or "first"
     gradient_checkpointing: bool = False  # less memory, ~12 % more step time (docs/benchmarks.md)
     contrast: float = 0.0  # `train --contrast`: weight of the term that asks each prediction to pick its own row
     token_weight: float = 0.0  # `train --token-weight`: γ, each position weighs n^-γ (n: its token's positions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from defemb.config import MAX_PROMPTS
 from defemb.errors import DefembError
 
 
@@ -146,7 +147,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aggregate", default="mean", choices=["first", "mean"],
                    help="a token's row as the mean over up to --max-prompts prompts (default), or from its first "
                         "prompt alone (one pass per token: cheaper on decoders)")
-    p.add_argument("--max-prompts", type=int, default=5, help="prompts averaged per token with --aggregate mean")
+    p.add_argument("--max-prompts", type=int, default=MAX_PROMPTS,
+                   help="prompts averaged per token with --aggregate mean (default %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=cmd_embed)
     p = subparsers.add_parser("run", help="the whole pipeline: analyze, corpus, train, embed, replace, analyze again")

@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
+from defemb.config import MAX_PROMPTS
 from defemb.embeddings import save_embeddings
 from defemb.errors import DefembError
 from defemb.method.data import batch_plan, check_corpus, load_records, vocabulary_limit
@@ -110,7 +111,7 @@ def examples(records: list[dict], kind: str, wanted: set[tuple[int, int]], vocab
 
 @torch.no_grad()
 def embed(run_dir: str | Path, corpus: str | Path, out: str | Path, aggregate: str = "mean",
-          max_prompts: int = 5, token_budget: int = 8192, force: bool = False,
+          max_prompts: int = MAX_PROMPTS, token_budget: int = 8192, force: bool = False,
           select: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Write ``out`` (safetensors rows + provenance); returns counts.
 
