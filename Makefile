@@ -25,7 +25,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 # The main job on the embedded defaults: the DefinitionEMB pipeline on all-MiniLM-L6-v2 + GCIDE
-# (analyze, corpus, train, embed, replace, analyze again; ~11 min on 2 cores; rerun to resume).
+# (analyze, corpus, train, embed, replace, analyze again; ~12-13 min on 2 cores since embed averages 10 prompts; rerun to resume).
 run: setup
 	HF_HUB_OFFLINE=1 $(BIN)/defemb run --preset quickstart --out $(OUT)
 
