@@ -78,15 +78,15 @@ def read_wordnet(skip: SkipLog, folder: str | None = None) -> Iterator[Entry]:
         for number, text in iter_lines(path / name, skip):
             if text.startswith("  "):  # the licence header
                 continue
-            where = location(path / name, number)
             parsed = parse_line(text)
             if parsed is None:
-                skip.add("malformed-synset", where, text)
+                skip.add("malformed-synset", location(path / name, number), text)
                 continue
             words, pos, gloss = parsed
-            text_ = clean_definition(definition(gloss))
-            if not text_:
-                skip.add("empty-definition", where, gloss)
+            meaning = clean_definition(definition(gloss))
+            if not meaning:
+                skip.add("empty-definition", location(path / name, number), gloss)
                 continue
-            for word in words:  # provenance without the install path: the same on every machine
-                yield Entry(word, pos, text_, SOURCE, f"{SOURCE}:{name}:{number}")
+            where = f"{SOURCE}:{name}:{number}"  # provenance without the install path: the same on every machine
+            for word in words:
+                yield Entry(word, pos, meaning, SOURCE, where)

@@ -77,8 +77,8 @@ def preference(record: dict, token: str) -> int:
 def assign(records: list[dict], tokens: list[str], max_prompts: int) -> dict[int, list[tuple[int, int, int]]]:
     """token id -> up to ``max_prompts`` (record, group, position) sources: preferred prompts first (see
     `preference`); among equally preferred ones the dictionaries take turns (the first prompt from each
-    source, then the second from each, ...), so a second dictionary is read even where the first holds five
-    senses of the word; then corpus order. One source per prompt."""
+    source, then the second from each, ...), so a second dictionary is read even where the first holds
+    ``max_prompts`` senses of the word; then corpus order. One source per prompt."""
     candidates: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     for r, record in enumerate(records):
         for g, p in predictable(record):
